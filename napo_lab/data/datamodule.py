@@ -1,0 +1,198 @@
+"""The LightningDataModule: prepared examples -> prompts + completions -> batches.
+
+A training batch carries each prompt once and its 1+K completions (positive first); see
+docs/ARCHITECTURE.md section 2. Evaluation batches carry the prompt and its candidate list.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from napo_lab.data.prompts import render, templates, wrap_chat
+from napo_lab.data.samplers import EpochIndexSampler, NegativeSampler, example_rng
+from napo_lab.data.sampling import sdpo_candidates, seeded_candidates
+
+log = logging.getLogger(__name__)
+
+
+def limit_rows(df, limit: int | None, seed: int):
+    """A seeded subset of at most ``limit`` rows, kept in the original order (None = all)."""
+    if limit is None or int(limit) >= len(df):
+        return df.reset_index(drop=True)
+    rng = np.random.default_rng([int(seed), 7919])
+    keep = np.sort(rng.choice(len(df), size=int(limit), replace=False))
+    return df.iloc[keep].reset_index(drop=True)
+
+
+class PromptBuilder:
+    """Turns item ids into prompt token ids; titles are tokenised once."""
+
+    def __init__(self, tokenizer, titles: Sequence[str], domain: str, use_chat_template: bool,
+                 max_title_chars: int = 80):
+        self.tokenizer, self.titles, self.chat = tokenizer, list(titles), bool(use_chat_template)
+        self.templates = templates(domain)
+        self.max_title_chars = int(max_title_chars)
+        eos = tokenizer.eos_token_id
+        self.title_ids = [tokenizer(t, add_special_tokens=False).input_ids + [eos] for t in self.titles]
+
+    def short(self, item: int) -> str:
+        title = self.titles[int(item)]
+        return title if len(title) <= self.max_title_chars else title[: self.max_title_chars]
+
+    def text(self, history: Sequence[int], candidates: Sequence[int], template: int = 0) -> str:
+        body = render(self.templates[template], [self.short(h) for h in history],
+                      [self.short(c) for c in candidates])
+        return wrap_chat(self.tokenizer, body, self.chat)
+
+    def ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=not self.chat).input_ids
+
+
+class TrainDataset(Dataset):
+    """Indexed by (epoch, example); everything random is drawn from (seed, epoch, example)."""
+
+    def __init__(self, rows, builder: PromptBuilder, sampler: NegativeSampler, n_items: int,
+                 n_candidates: int, seed: int, random_template: bool = True, candidate_sampler: str = "sdpo",
+                 candidate_seed: int = 0):
+        self.rows, self.builder, self.sampler = rows, builder, sampler
+        self.candidate_sampler, self.candidate_seed = candidate_sampler, int(candidate_seed)
+        self.n_items, self.n_candidates, self.seed = n_items, n_candidates, seed
+        self.random_template = random_template
+        self.has_candidates = "candidates" in rows.columns
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def candidates(self, i: int) -> list[int]:
+        row = self.rows.iloc[i]
+        if self.has_candidates:
+            return [int(c) for c in row["candidates"]]
+        history, target = list(row["history"]), int(row["target"])
+        if self.candidate_sampler == "sdpo":
+            return sdpo_candidates(history, target, self.n_items, self.n_candidates)
+        return seeded_candidates(history, target, self.n_items, self.n_candidates, self.candidate_seed,
+                                 int(row["user"]))
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, Any]:
+        epoch, i = key if isinstance(key, tuple) else (0, key)
+        row = self.rows.iloc[i]
+        history, target = [int(h) for h in row["history"]], int(row["target"])
+        cands = self.candidates(i)
+        tpl = 0
+        if self.random_template:
+            tpl = int(example_rng(self.seed + 1, epoch, i).integers(len(self.builder.templates)))
+        negs = self.sampler.sample(i, epoch, history, target, cands)
+        items = [target] + negs
+        return {
+            "prompt_ids": self.builder.ids(self.builder.text(history, cands, tpl)),
+            "completion_ids": [self.builder.title_ids[x] for x in items],
+            "item_ids": items,
+            "history": history,
+            "user": int(row["user"]),
+            "example_index": i,
+        }
+
+
+class EvalDataset(Dataset):
+    """Val/test rows with their frozen candidates and the fixed evaluation template."""
+
+    def __init__(self, rows, builder: PromptBuilder):
+        self.rows, self.builder = rows, builder
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        row = self.rows.iloc[i]
+        history, cands = [int(h) for h in row["history"]], [int(c) for c in row["candidates"]]
+        text = self.builder.text(history, cands, 0)
+        return {"prompt_ids": self.builder.ids(text), "prompt_text": text, "candidates": cands,
+                "target": int(row["target"]), "history": history, "user": int(row["user"]),
+                "example_index": i}
+
+
+def _history_tensor(histories: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    out = torch.full((len(histories), width), -1, dtype=torch.long)
+    for b, h in enumerate(histories):
+        h = list(h)[-width:]
+        out[b, : len(h)] = torch.as_tensor(h, dtype=torch.long)
+    return out
+
+
+def collate_train(examples: list[dict[str, Any]], max_history: int = 10) -> dict[str, Any]:
+    width = max(len(e["item_ids"]) for e in examples)
+    item_ids = torch.full((len(examples), width), -1, dtype=torch.long)
+    for b, e in enumerate(examples):
+        item_ids[b, : len(e["item_ids"])] = torch.as_tensor(e["item_ids"])
+    return {
+        "prompt_ids": [e["prompt_ids"] for e in examples],
+        "completion_ids": [e["completion_ids"] for e in examples],
+        "item_ids": item_ids,
+        "mask": item_ids >= 0,
+        "history": _history_tensor([e["history"] for e in examples], max_history),
+        "user": torch.as_tensor([e["user"] for e in examples]),
+        "example_index": torch.as_tensor([e["example_index"] for e in examples]),
+    }
+
+
+def collate_eval(examples: list[dict[str, Any]], max_history: int = 10) -> dict[str, Any]:
+    return {
+        "prompt_ids": [e["prompt_ids"] for e in examples],
+        "prompt_text": [e["prompt_text"] for e in examples],
+        "candidates": torch.as_tensor([e["candidates"] for e in examples]),
+        "target": torch.as_tensor([e["target"] for e in examples]),
+        "history": _history_tensor([e["history"] for e in examples], max_history),
+        "user": torch.as_tensor([e["user"] for e in examples]),
+        "example_index": torch.as_tensor([e["example_index"] for e in examples]),
+    }
+
+
+class RecDataModule(L.LightningDataModule):
+    """Serves one prepared dataset to a training stage and to evaluation."""
+
+    def __init__(self, prepared, tokenizer, dataset_cfg: Mapping[str, Any], num_negatives: int,
+                 negatives: Mapping[str, Any] | None, batch_size: int, eval_batch_size: int,
+                 num_workers: int = 0, seed: int = 0, use_chat_template: bool = True):
+        super().__init__()
+        self.prepared, self.cfg, self.seed = prepared, dataset_cfg, int(seed)
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.num_workers = int(num_workers)
+        self.max_history = int(dataset_cfg.get("max_history", 10))
+        self.builder = PromptBuilder(tokenizer, prepared.titles, dataset_cfg.get("domain", prepared.domain),
+                                     use_chat_template, int(dataset_cfg.get("max_title_chars", 80)))
+        neg = dict(negatives or {})
+        counts = prepared.items["train_count"].to_numpy()
+        self.negative_sampler = NegativeSampler(neg.get("strategy", "in_prompt"), int(num_negatives),
+                                                prepared.n_items, counts, neg.get("weights"), self.seed)
+        self.train_rows = limit_rows(prepared.split("train"), dataset_cfg.get("train_limit"), self.seed)
+        self.train_dataset = TrainDataset(self.train_rows, self.builder, self.negative_sampler,
+                                          prepared.n_items, int(dataset_cfg.get("n_candidates", 20)),
+                                          self.seed, bool(dataset_cfg.get("random_template", True)),
+                                          dataset_cfg.get("sampler", "sdpo"), int(dataset_cfg.get("seed", 0)))
+        self.index_sampler = EpochIndexSampler(len(self.train_dataset), self.seed, shuffle=True)
+
+    def eval_dataset(self, role: str) -> EvalDataset:
+        """role 'val' or 'test' -> the configured split, limited as configured."""
+        split = self.cfg.get(f"{role}_split") or role
+        rows = limit_rows(self.prepared.split(split), self.cfg.get(f"{role}_limit"), self.seed)
+        return EvalDataset(rows, self.builder)
+
+    def _loader(self, dataset, collate, **kw) -> DataLoader:
+        return DataLoader(dataset, collate_fn=functools.partial(collate, max_history=self.max_history),
+                          num_workers=self.num_workers, persistent_workers=False, **kw)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, collate_train, batch_size=self.batch_size,
+                            sampler=self.index_sampler, drop_last=False)
+
+    def eval_dataloader(self, role: str) -> DataLoader:
+        return self._loader(self.eval_dataset(role), collate_eval, batch_size=self.eval_batch_size,
+                            shuffle=False)

@@ -1,0 +1,152 @@
+"""The LightningModule: an LLM recommender with LoRA, trained by a pluggable loss object.
+
+The module turns a batch (one prompt, 1+K completions) into log-probs, adds what the loss declares
+it needs (the frozen SFT reference, the sequential model's scores and states, cross-prompt scores
+for NAPO's exact sharing) and hands a LossInputs to the loss. It never sees loss settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+
+from napo_lab.losses.base import LossInputs, LossOutput
+from napo_lab.models.logprobs import completion_logps
+
+log = logging.getLogger(__name__)
+
+REFERENCE_ADAPTER = "reference"
+
+
+@contextlib.contextmanager
+def active_adapter(model, name: str):
+    """Run with another (frozen) LoRA adapter active, then give the trainable one back."""
+    previous = model.active_adapter
+    model.set_adapter(name, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+
+
+class RecLitModule(L.LightningModule):
+    def __init__(self, model, loss: torch.nn.Module, pad_id: int, optim: Mapping[str, Any],
+                 layout: str = "shared_prefix", stage: str = "preference", seqrec: torch.nn.Module | None = None,
+                 train_counts: torch.Tensor | None = None, ref_cache=None):
+        super().__init__()
+        self.model, self.loss_fn, self.pad_id = model, loss, int(pad_id)
+        self.optim_cfg, self.layout, self.stage = dict(optim), layout, stage
+        self.seqrec = seqrec
+        if seqrec is not None:
+            for p in seqrec.parameters():
+                p.requires_grad_(False)
+        self.register_buffer("train_counts", train_counts if train_counts is not None else torch.zeros(0),
+                             persistent=False)
+        self.ref_cache = ref_cache
+
+    # -- scoring -------------------------------------------------------------------------------
+    def _score(self, batch: Mapping[str, Any], cross: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Policy-style log-probs [B, W] (and [B, B, W] cross-prompt scores when ``cross``)."""
+        prompts, comps = batch["prompt_ids"], batch["completion_ids"]
+        width = batch["item_ids"].shape[1]
+        if not cross:
+            logps, lengths = completion_logps(self.model, prompts, comps, self.pad_id, self.layout)
+            return _widen(logps, width), _widen(lengths, width), None
+        filler = [self.pad_id]
+        pool = [c for cs in comps for c in (list(cs) + [filler] * (width - len(cs)))]
+        logps, lengths = completion_logps(self.model, prompts, [pool] * len(prompts), self.pad_id, self.layout)
+        bsz = len(prompts)
+        cross_lp = logps.view(bsz, bsz, width)
+        cross_len = lengths.view(bsz, bsz, width)
+        own = torch.arange(bsz, device=logps.device)
+        return cross_lp[own, own], cross_len[own, own], (cross_lp, cross_len)
+
+    def _reference(self, batch, cross: bool):
+        if self.ref_cache is not None and not cross:
+            cached = self.ref_cache.lookup(batch)
+            if cached is not None:
+                return cached.to(self.device), None
+        with torch.no_grad(), active_adapter(self.model, REFERENCE_ADAPTER):
+            ref, _, ref_cross = self._score(batch, cross)
+        if self.ref_cache is not None and not cross:
+            self.ref_cache.store(batch, ref)
+        return ref, (ref_cross[0] if ref_cross is not None else None)
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> LossOutput:
+        loss = self.loss_fn
+        cross = bool(getattr(loss, "needs_cross_logps", False))
+        policy, lengths, cross_pol = self._score(batch, cross)
+        mask = batch["mask"].to(policy.device)
+        inputs = LossInputs(policy_logps=policy, lengths=lengths.to(policy.dtype), mask=mask,
+                            item_ids=batch["item_ids"], history=batch["history"])
+        if cross_pol is not None:
+            inputs.cross_policy_logps, inputs.cross_lengths = cross_pol[0], cross_pol[1].to(policy.dtype)
+        if getattr(loss, "needs_reference", False):
+            inputs.ref_logps, inputs.cross_ref_logps = self._reference(batch, cross)
+        if getattr(loss, "needs_sequential_model", False):
+            if self.seqrec is None:
+                raise RuntimeError("this loss needs a sequential model but none was given to the module")
+            with torch.no_grad():
+                hist = batch["history"]
+                inputs.user_states = self.seqrec.user_states(hist).float()
+                all_scores = self.seqrec.scores(hist).float()
+            inputs.seq_all_scores = all_scores
+            inputs.seq_scores = all_scores.gather(1, batch["item_ids"].clamp(min=0))
+        if self.train_counts.numel():
+            inputs.popularity = self.train_counts[batch["item_ids"].clamp(min=0)].float()
+        return loss(inputs)
+
+    # -- Lightning hooks -----------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        out = self.compute_loss(batch)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({out.loss.item()}) at step {self.global_step}; lower the learning "
+                "rate or beta, or check the data. The last good checkpoint is kept.")
+        bsz = len(batch["prompt_ids"])
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz)
+        for name, value in out.metrics.items():
+            self.log(f"train/{name}", value.detach().float(), prog_bar=name == "rewards/accuracy", batch_size=bsz)
+        return out.loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        cfg = self.optim_cfg
+        opt = torch.optim.AdamW(params, lr=float(cfg.get("lr", 1e-4)),
+                                weight_decay=float(cfg.get("weight_decay", 0.0)),
+                                betas=tuple(cfg.get("betas", (0.9, 0.999))))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = int(math.ceil(float(cfg.get("warmup_ratio", 0.05)) * total))
+        kind = cfg.get("scheduler", "cosine")
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / max(1, warm)
+            if kind == "constant":
+                return 1.0
+            progress = (step - warm) / max(1, total - warm)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def state_dict(self, *args, **kwargs):
+        # Checkpoints hold only trainable weights and loss state, not the frozen base model.
+        full = super().state_dict(*args, **kwargs)
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in full.items() if k in keep or k.startswith("loss_fn.")}
+
+    def load_state_dict(self, state_dict, strict: bool = True, **kwargs):
+        return super().load_state_dict(state_dict, strict=False, **kwargs)
+
+
+def _widen(t: torch.Tensor, width: int) -> torch.Tensor:
+    if t.shape[1] >= width:
+        return t[:, :width]
+    return torch.cat([t, t.new_zeros((t.shape[0], width - t.shape[1]))], dim=1)

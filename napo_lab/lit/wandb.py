@@ -1,0 +1,101 @@
+"""Weights & Biases through Lightning's WandbLogger: online with a key, offline without a network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
+
+
+def redact(obj):
+    """Drop values whose key looks like a secret (the W&B key must never reach a config dump)."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if any(w in str(k).lower() for w in SECRET_WORDS) else redact(v))
+                for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def wandb_mode(requested: str | None) -> str:
+    if requested:
+        return requested
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def sweep_group(cfg: DictConfig) -> str | None:
+    """The multirun sweep's name, so every job of one sweep lands in one W&B group."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            return f"sweep-{Path(hc.sweep.dir).name}"
+    except (ValueError, ImportError):
+        pass
+    return None
+
+
+def make_wandb_logger(cfg: DictConfig, out_dir: Path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    lc = cfg.logger
+    os.environ.setdefault("WANDB_SILENT", "true")
+    config = redact(OmegaConf.to_container(cfg, resolve=True))
+    return WandbLogger(project=lc.get("project", "napo_lab"), entity=lc.get("entity"),
+                       group=sweep_group(cfg) or lc.get("group"), name=lc.get("run_name"),
+                       save_dir=str(out_dir), mode=wandb_mode(lc.get("mode")), tags=list(lc.get("tags") or []),
+                       log_model=bool(lc.get("log_model", False)), config=config, reinit="finish_previous")
+
+
+def read_offline_run(run_dir: Path) -> dict:
+    """History rows and summary of an offline W&B run, read from its ``run-*.wandb`` log.
+
+    The file is a LevelDB-style log (7-byte header, then 32 KiB blocks of CRC/length/type framed
+    chunks) of protobuf ``Record``s; reading it needs no network and no W&B server.
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    files = sorted(Path(run_dir).glob("run-*.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
+    data, pos, block, chunks, partial = files[0].read_bytes(), 7, 32768, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        pos += 7
+        chunk, pos = data[pos:pos + length], pos + length
+        if kind == 1:
+            chunks.append(chunk)
+        elif kind == 2:
+            partial = chunk
+        elif kind == 3:
+            partial += chunk
+        elif kind == 4:
+            chunks.append(partial + chunk)
+    history, summary = [], {}
+    for raw in chunks:
+        rec = pb.Record.FromString(raw)
+        kind = rec.WhichOneof("record_type")
+        items = rec.history.item if kind == "history" else rec.summary.update if kind == "summary" else None
+        if not items:
+            continue
+        values = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in items}
+        if kind == "history":
+            history.append(values)
+        else:
+            summary.update(values)
+    for row in history:
+        summary.update({k: v for k, v in row.items() if not k.startswith("_")})
+    return {"history": history, "summary": summary}

@@ -1,0 +1,146 @@
+"""Summed log-probabilities of completions given prompts, in two layouts.
+
+``duplicate``: every (prompt, completion) pair is one sequence, as in S-DPO's and TRL's trainers.
+The prompt (hundreds of tokens) is recomputed for each of its 1+K completions.
+
+``shared_prefix``: each prompt runs once; its completions (title + EOS, a handful of tokens each)
+continue from the prompt's cached keys and values. Gradients flow through the cache, so training
+is exact. Prompts are right-padded: padded key positions are masked, and completion positions are
+numbered from each prompt's true length, so the result equals the duplicate layout.
+
+In both layouts only completion positions go through the LM head (no full-vocabulary logits over
+prompt tokens).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+log = logging.getLogger(__name__)
+
+LAYOUTS = ("shared_prefix", "duplicate")
+
+
+def causal_lm(model):
+    """The transformers causal-LM module under an optional PEFT wrapper."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    length = max(1, max(len(s) for s in seqs))
+    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), length), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _token_logps(head, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Sum over positions of log p(target | hidden); hidden [N, T, H], targets/mask [N, T]."""
+    logits = head(hidden).float()
+    picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    logps = picked - torch.logsumexp(logits, dim=-1)
+    return (logps * mask).sum(-1)
+
+
+def _flatten(completions: Sequence[Sequence[Sequence[int]]]):
+    owner, flat = [], []
+    for b, comps in enumerate(completions):
+        for c in comps:
+            if len(c) == 0:
+                raise ValueError(f"prompt {b} has an empty completion; every completion needs >= 1 token")
+            owner.append(b)
+            flat.append(c)
+    return owner, flat
+
+
+def _unflatten(values: torch.Tensor, lengths: list[int], completions) -> tuple[torch.Tensor, torch.Tensor]:
+    bsz = len(completions)
+    width = max((len(c) for c in completions), default=0)
+    out = values.new_zeros((bsz, width))
+    lens = torch.zeros((bsz, width), dtype=torch.long, device=values.device)
+    k = 0
+    for b, comps in enumerate(completions):
+        n = len(comps)
+        if n:
+            out[b, :n] = values[k : k + n]
+            lens[b, :n] = torch.as_tensor(lengths[k : k + n], device=values.device)
+        k += n
+    return out, lens
+
+
+def completion_logps(
+    model,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[Sequence[int]]],
+    pad_id: int,
+    layout: str = "shared_prefix",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (logps [B, M], lengths [B, M]) for B prompts with up to M completions each.
+
+    ``completions[b]`` lists token-id lists that continue ``prompts[b]``; missing slots (a prompt with
+    fewer than M completions) get log-prob 0 and length 0.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"forward layout {layout!r} is unknown; use one of {LAYOUTS}")
+    owner, flat = _flatten(completions)
+    if not flat:
+        raise ValueError("no completions to score")
+    fn = _shared_prefix if layout == "shared_prefix" else _duplicate
+    values = fn(causal_lm(model), prompts, owner, flat, pad_id)
+    return _unflatten(values, [len(c) for c in flat], completions)
+
+
+def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+    decoder, head = lm.get_decoder(), lm.get_output_embeddings()
+    device = head.weight.device
+    p_ids, p_mask = _pad(prompts, pad_id, device)
+    p_len = p_mask.sum(1)
+    if int(p_len.min()) == 0:
+        raise ValueError("an empty prompt cannot be scored")
+    positions = torch.arange(p_ids.shape[1], device=device).unsqueeze(0).expand_as(p_ids)
+    out = decoder(input_ids=p_ids, attention_mask=p_mask, position_ids=positions, use_cache=True)
+    cache = out.past_key_values
+    last = out.last_hidden_state[torch.arange(len(prompts), device=device), p_len - 1]  # [B, H]
+
+    idx = torch.as_tensor(owner, device=device)
+    cache.batch_select_indices(idx)
+    c_ids, c_mask = _pad(flat, pad_id, device)
+    attn = torch.cat([p_mask[idx], c_mask], dim=1)
+    c_pos = p_len[idx].unsqueeze(1) + torch.arange(c_ids.shape[1], device=device).unsqueeze(0)
+    out2 = decoder(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache,
+                   use_cache=True)
+    hidden = torch.cat([last[idx].unsqueeze(1), out2.last_hidden_state[:, :-1]], dim=1)
+    return _token_logps(head, hidden, c_ids, c_mask)
+
+
+def _duplicate(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+    decoder, head = lm.get_decoder(), lm.get_output_embeddings()
+    device = head.weight.device
+    seqs = [list(prompts[b]) + list(c) for b, c in zip(owner, flat)]
+    ids, mask = _pad(seqs, pad_id, device)
+    positions = torch.arange(ids.shape[1], device=device).unsqueeze(0).expand_as(ids)
+    hidden_all = decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+    c_ids, c_mask = _pad(flat, pad_id, device)
+    starts = torch.as_tensor([len(prompts[b]) - 1 for b in owner], device=device)
+    gather = (starts.unsqueeze(1) + torch.arange(c_ids.shape[1], device=device)).clamp(max=ids.shape[1] - 1)
+    hidden = hidden_all.gather(1, gather.unsqueeze(-1).expand(-1, -1, hidden_all.shape[-1]))
+    return _token_logps(head, hidden, c_ids, c_mask)
+
+
+def choose_layout(requested: str, model, strategy_name: str | None = None) -> str:
+    """Shared-prefix unless it cannot work here; say why in the log when falling back."""
+    if requested == "duplicate":
+        return "duplicate"
+    lm = causal_lm(model)
+    if getattr(lm, "is_gradient_checkpointing", False):
+        log.info("forward=duplicate: gradient checkpointing is on and drops the KV cache shared-prefix needs")
+        return "duplicate"
+    if strategy_name and ("fsdp" in strategy_name or "deepspeed" in strategy_name):
+        log.info("forward=duplicate: strategy %s shards the model and needs one forward per step", strategy_name)
+        return "duplicate"
+    return "shared_prefix"

@@ -1,0 +1,142 @@
+"""Training and candidate evaluation of sequential recommenders on a prepared dataset."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import warnings
+from typing import Any
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from napo_lab.models.seqrec.base import SeqRecModel, pad_histories
+from napo_lab.models.seqrec.config import SeqRecConfig
+from napo_lab.models.seqrec.factory import build_seqrec
+from napo_lab.models.seqrec.lit import SeqRecLightning
+
+log = logging.getLogger(__name__)
+
+
+def split_arrays(df: pd.DataFrame, max_len: int) -> dict[str, np.ndarray]:
+    """A prepared split -> int64 arrays: history [N, max_len] (-1 right-padded, last items kept),
+    target [N], and for evaluation splits candidates [N, C] and target_index [N]."""
+    out = {
+        "history": pad_histories(df["history"].tolist(), max_len),
+        "target": np.array(df["target"], dtype=np.int64),  # copies: arrow-backed views are read-only
+        "user": np.array(df["user"], dtype=np.int64),
+    }
+    if "candidates" in df.columns:
+        cands = np.stack([np.asarray(c, dtype=np.int64) for c in df["candidates"]])
+        hit = cands == out["target"][:, None]
+        if not hit.any(1).all():
+            raise ValueError("some evaluation rows do not contain their target among the candidates")
+        out["candidates"], out["target_index"] = cands, hit.argmax(1).astype(np.int64)
+    return out
+
+
+@torch.no_grad()
+def score_candidates(
+    model: SeqRecModel, history: np.ndarray, candidates: np.ndarray, batch_size: int = 2048
+) -> np.ndarray:
+    """Logits of each row's candidates: float64 [N, C] (equal to gathering ``model.scores``)."""
+    was_training = model.training
+    model.eval()
+    device = model.item_emb.weight.device
+    parts = []
+    for start in range(0, len(history), batch_size):
+        h = torch.as_tensor(history[start : start + batch_size], device=device)
+        c = torch.as_tensor(candidates[start : start + batch_size], device=device)
+        parts.append(model.candidate_scores(h, c).double().cpu())
+    model.train(was_training)
+    return torch.cat(parts).numpy() if parts else np.zeros((0, candidates.shape[1]))
+
+
+def evaluate_split(model: SeqRecModel, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Score an evaluation split; returns (arrays incl. ``scores``, ranking metrics)."""
+    from napo_lab.eval.metrics import ranking_metrics
+
+    arrays = split_arrays(df, model.max_len)
+    arrays["scores"] = score_candidates(model, arrays["history"], arrays["candidates"])
+    metrics = ranking_metrics(arrays["scores"], arrays["target_index"], ks=(1, 5, 10))
+    return arrays, {k: float(v) for k, v in metrics.items()}
+
+
+def _accelerator(device: str) -> str:
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "gpu" if device.startswith("cuda") else "cpu"
+
+
+def train_seqrec(prepared: Any, cfg: SeqRecConfig | Any, logger: Any = None) -> tuple[SeqRecModel, dict]:
+    """Train on ``prepared.split("train")``, keep the epoch with the best validation ``cfg.monitor``.
+
+    Deterministic for a given seed on a given device. Returns the model (on CPU, train mode) and an
+    info dict (best epoch, epochs run, seconds, best validation metrics).
+    """
+    cfg = SeqRecConfig.from_cfg(cfg)
+    val_split = cfg.val_split or prepared.manifest.get("default_val_split", "val")
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_seqrec(cfg, prepared.n_items)
+    train = split_arrays(prepared.split("train"), cfg.max_len)
+    val = split_arrays(prepared.split(val_split), cfg.max_len)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(
+        TensorDataset(torch.from_numpy(train["history"]), torch.from_numpy(train["target"])),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        generator=generator,
+    )
+    val_loader = DataLoader(
+        TensorDataset(*(torch.from_numpy(val[k]) for k in ("history", "candidates", "target_index"))),
+        batch_size=2048,
+    )
+    lit = SeqRecLightning(model, cfg.lr, cfg.weight_decay, cfg.loss, cfg.num_negatives, cfg.monitor)
+    callbacks = [
+        L.pytorch.callbacks.EarlyStopping(monitor=f"seqrec/val_{cfg.monitor}", mode="max", patience=cfg.patience)
+    ]
+    threads = torch.get_num_threads()
+    if cfg.num_threads:
+        torch.set_num_threads(int(cfg.num_threads))
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # no "GPU available" banners for an auxiliary model
+    start = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="seqrec-") as root, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*number of training batches.*")
+            trainer = L.Trainer(
+                accelerator=_accelerator(cfg.device),
+                devices=1,
+                max_epochs=cfg.max_epochs,
+                callbacks=callbacks,
+                logger=logger if logger is not None else False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                deterministic=True,
+                default_root_dir=root,
+            )
+            trainer.fit(lit, train_loader, val_loader)
+    finally:
+        torch.set_num_threads(threads)
+        lightning_log.setLevel(level)
+    seconds = time.perf_counter() - start
+    model = lit.model.cpu()
+    if lit.best_state is not None:
+        model.load_state_dict(lit.best_state)
+    info = {
+        "best_epoch": lit.best_epoch,
+        "epochs_run": trainer.current_epoch,
+        "train_seconds": seconds,
+        "val_split": val_split,
+        "best_val": lit.best_metrics,
+    }
+    log.info("seqrec %s trained in %.1fs, best epoch %d, val %s", cfg.arch, seconds, lit.best_epoch, lit.best_metrics)
+    return model, info

@@ -1,0 +1,511 @@
+"""Tables and plots from a run or a sweep directory: ``python -m napo_lab.report DIR``.
+
+A run directory is any directory holding ``run_info.json`` (written by napo_lab.run); a sweep is
+any tree containing run directories (Hydra multirun job subdirectories). The report reads only
+what runs wrote (run_info.json, metrics.json, train_metrics.csv), so it can be rebuilt at any time
+without a GPU.
+
+Outputs, in ``--out`` (default: DIR itself):
+* report.md: one row per (dataset, method) with mean +- std over seeds (sample std, ddof=1; "-"
+  with one seed), the number of seeds, the best mean per column *within each dataset* in bold,
+  and the list of failed or unreadable runs.
+* report.csv: the same rows with explicit ``<metric>:mean``, ``<metric>:std``, ``<metric>:n``.
+* hr1_by_method.png, hr1_by_band.png, training_curves.png; a plot whose data is absent is skipped
+  with a logged note (and a line in report.md) instead of failing.
+
+Runs of one (dataset, method) whose overrides differ in something other than the seed (say
+``loss.beta``) are not averaged together: the differing overrides are appended to the method label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+RUN_INFO = "run_info.json"
+BANDS = ("head", "mid", "tail")
+_LEAF_ORDER = ("hr@1", "hr@1_valid", "valid_ratio", "valid_ratio_llara", "hr", "ndcg", "mrr",
+               "avg_pop", "tail_pct", "coverage", "gini")
+_SCORERS = ("gen", "rank", "rank_norm")
+# Seed-like overrides vary across the runs being averaged; the others name the group already.
+_GROUPING_KEYS = ("seed", "dataset", "loss", "method")
+
+
+class NoRunsError(Exception):
+    """The given path holds no run directory."""
+
+
+@dataclass
+class Run:
+    path: Path
+    info: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None  # set when the run failed or its files cannot be read
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def dataset(self) -> str:
+        return str(self.info.get("dataset", "?"))
+
+    @property
+    def method(self) -> str:
+        return str(self.info.get("method", "?"))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run directories under root (root included), in path order."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted({p.parent for p in root.rglob(RUN_INFO) if p.is_file()})
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        data = json.load(fh)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not a JSON object")
+    return data
+
+
+def load_run(path: Path) -> Run:
+    """Read one run; a failed or unreadable run comes back with ``error`` set, never raises."""
+    try:
+        info = _read_json(path / RUN_INFO)
+    except (OSError, ValueError) as exc:
+        return Run(path, {}, error=f"unreadable {RUN_INFO}: {exc}")
+    if info.get("status") != "ok":
+        return Run(path, info, error=str(info.get("error") or f"status={info.get('status')!r}"))
+    try:
+        raw = _read_json(path / "metrics.json")
+    except (OSError, ValueError) as exc:
+        return Run(path, info, error=f"unreadable metrics.json: {exc}")
+    metrics = {k: float(v) for k, v in raw.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return Run(path, info, metrics)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _variant_labels(runs: list[Run]) -> list[str]:
+    """Method label per run: the method, plus the overrides that differ within its group."""
+    def extras(run: Run) -> frozenset[str]:
+        ovs = [str(o) for o in run.info.get("overrides") or []]
+        kept = {o for o in ovs
+                if "seed" not in _override_key(o).split(".")[-1]
+                and _override_key(o) not in _GROUPING_KEYS
+                and not _override_key(o).startswith("hydra")}
+        if run.info.get("model") and not any(_override_key(o) == "model" for o in ovs):
+            kept.add(f"model={run.info['model']}")
+        return frozenset(kept)
+
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault((run.dataset, run.method), []).append(i)
+    labels = [r.method for r in runs]
+    for idx in groups.values():
+        sets = [extras(runs[i]) for i in idx]
+        common = frozenset.intersection(*sets)
+        for i, s in zip(idx, sets):
+            if s - common:
+                labels[i] = f"{runs[i].method} [{', '.join(sorted(s - common))}]"
+    return labels
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def _is_count(key: str) -> bool:
+    leaf = key.rsplit("/", 1)[-1]
+    return leaf == "n" or leaf.startswith("n_")
+
+
+def _sort_key(rel: str) -> tuple:
+    parts = rel.split("/")
+    leaf = parts[-1]
+    family = 2 if "band" in parts else 1 if "pop" in parts else 0
+    scorer = _SCORERS.index(parts[0]) if parts[0] in _SCORERS[1:] else 0
+    band = next((BANDS.index(p) for p in parts if p in BANDS), len(BANDS))
+    name, _, k = leaf.partition("@")
+    leaf_idx = (_LEAF_ORDER.index(leaf) if leaf in _LEAF_ORDER
+                else _LEAF_ORDER.index(name) if name in _LEAF_ORDER else len(_LEAF_ORDER))
+    k_num = int(k) if k.isdigit() else 0
+    return (family, scorer, band, leaf_idx, k_num, rel)
+
+
+def metric_columns(runs: Sequence[Run], split: str) -> list[str]:
+    """Metric keys of ``split`` present in any run, counts excluded, in a fixed readable order."""
+    prefix = f"{split}/"
+    keys = {k for r in runs for k in r.metrics if k.startswith(prefix) and not _is_count(k)}
+    return sorted(keys, key=lambda k: _sort_key(k[len(prefix):]))
+
+
+def lower_is_better(key: str) -> bool:
+    """RecBole marks AveragePopularity and GiniIndex 'smaller is better'; all else is larger."""
+    leaf = key.rsplit("/", 1)[-1]
+    return leaf.startswith("avg_pop@") or leaf.startswith("gini@")
+
+
+def aggregate(runs: Sequence[Run], split: str = "test") -> pd.DataFrame:
+    """One row per (dataset, method label): n_runs, seeds, and <key>:mean / :std / :n columns."""
+    runs = [r for r in runs if r.ok]
+    cols = metric_columns(runs, split)
+    labels = _variant_labels(list(runs))
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run, label in zip(runs, labels):
+        groups.setdefault((run.dataset, label), []).append(run)
+    rows = []
+    for (dataset, label), members in sorted(groups.items()):
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "method": label,
+            "n_runs": len(members),
+            "seeds": " ".join(str(m.info.get("seed", "?")) for m in members),
+        }
+        for c in cols:
+            vals = np.array([m.metrics[c] for m in members if c in m.metrics], dtype=np.float64)
+            row[f"{c}:mean"] = float(vals.mean()) if vals.size else np.nan
+            row[f"{c}:std"] = float(vals.std(ddof=1)) if vals.size > 1 else np.nan
+            row[f"{c}:n"] = int(vals.size)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["dataset", "method", "n_runs", "seeds"]
+                        + [f"{c}:{s}" for c in cols for s in ("mean", "std", "n")])
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4f}" if abs(x) < 10 else f"{x:.2f}"
+
+
+def _cell(row: pd.Series, col: str, best: bool, n_runs: int) -> str:
+    mean, std, n = row[f"{col}:mean"], row[f"{col}:std"], int(row[f"{col}:n"])
+    if n == 0:
+        return ""
+    text = f"{_fmt(mean)} ± {_fmt(std) if n > 1 else '-'}"
+    if n != n_runs:
+        text += f" (n={n})"
+    return f"**{text}**" if best else text
+
+
+def _markdown_table(df: pd.DataFrame, cols: list[str], split: str) -> list[str]:
+    heads = ["dataset", "method", "n"] + [c[len(split) + 1:] for c in cols]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    best: dict[tuple[str, str], float] = {}
+    for dataset, sub in df.groupby("dataset", sort=False):
+        for c in cols:
+            means = sub[f"{c}:mean"].dropna()
+            if len(means):
+                best[(str(dataset), c)] = means.min() if lower_is_better(c) else means.max()
+    for _, row in df.iterrows():
+        cells = [str(row["dataset"]), str(row["method"]).replace("|", "\\|"), str(row["n_runs"])]
+        for c in cols:
+            b = best.get((str(row["dataset"]), c))
+            is_best = b is not None and row[f"{c}:n"] > 0 and row[f"{c}:mean"] == b
+            cells.append(_cell(row, c, bool(is_best), int(row["n_runs"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+_LEGEND = [
+    "- `hr@1`, `valid_ratio`: generation, S-DPO/NAPO rule (exact title substring; HR@1 = hits / all rows).",
+    "- `hr@1_valid`, `valid_ratio_llara`: generation, LLaRA rule (first line, lower-cased; "
+    "HR@1 = hits / valid rows). Never compare it with `hr@1`.",
+    "- `rank/*`: candidates ranked by the summed log-likelihood of their titles; `rank_norm/*`: "
+    "length-normalised. These are *sampled* metrics over the prompt's candidates (20), ties "
+    "broken pessimistically.",
+    "- `pop/*`: popularity of the top-1 answer; `rank/pop/*@K`: of the top-K ranked candidates "
+    "(RecBole definitions, train-split counts). Lower is better for `avg_pop` and `gini`, higher "
+    "for everything else.",
+    "- `band/<band>/hr@1`: HR@1 over rows whose target is a head / mid / tail item.",
+    "- Cells: mean ± sample std over seeds (`-` with one seed); `(n=..)` when fewer runs report "
+    "the metric than the row has. **Bold**: best mean of the column within the dataset.",
+]
+
+
+def _markdown(root: Path, runs: list[Run], df: pd.DataFrame, cols: list[str], split: str,
+              plots: list[Path], notes: list[str]) -> str:
+    ok = [r for r in runs if r.ok]
+    failed = [r for r in runs if not r.ok]
+    lines = [f"# napo_lab report: {root.name}", "",
+             f"Source: `{root}`. Runs: {len(runs)} found, {len(ok)} ok, {len(failed)} failed or "
+             f"unreadable. Split: `{split}`.", ""]
+    if cols and len(df):
+        lines += ["## Results", ""] + _markdown_table(df, cols, split) + [""] + _LEGEND + [""]
+    else:
+        lines += ["## Results", "", f"No `{split}/` metrics in any successful run.", ""]
+    if failed:
+        lines += ["## Failed or skipped runs", "", "| run | dataset | method | seed | error |",
+                  "|---|---|---|---|---|"]
+        for r in failed:
+            err = (r.error or "").strip().splitlines()
+            msg = (err[-1] if err else "")[:200].replace("|", "\\|")
+            rel = r.path.relative_to(root) if r.path != root and root in r.path.parents else r.path
+            lines.append(f"| `{rel}` | {r.info.get('dataset', '?')} | {r.info.get('method', '?')} | "
+                         f"{r.info.get('seed', '?')} | {msg} |")
+        lines.append("")
+    if plots or notes:
+        lines += ["## Plots", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in plots]
+        lines += [f"- {n}" for n in notes]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _colours(names: Sequence[str]) -> dict[str, Any]:
+    """One colour per method across every panel, so a method looks the same everywhere."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
+def _grouped_bars(ax: Any, groups: list[str], series: dict[str, tuple[list[float], list[float]]],
+                  colours: dict[str, Any]) -> None:
+    """Bars per group (x) and series (colour); NaN means no bar, a NaN std no error bar."""
+    series = {k: v for k, v in series.items() if not np.all(np.isnan(np.asarray(v[0], dtype=float)))}
+    width = 0.8 / max(len(series), 1)
+    x = np.arange(len(groups))
+    for j, (name, (means, stds)) in enumerate(series.items()):
+        m = np.asarray(means, dtype=float)
+        s = np.nan_to_num(np.asarray(stds, dtype=float))
+        keep = ~np.isnan(m)
+        bars = ax.bar(x[keep] + (j - (len(series) - 1) / 2) * width, m[keep], width,
+                      yerr=s[keep], capsize=3, label=name, color=colours.get(name))
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks(x, groups)
+    if series:
+        ax.legend(fontsize=8)
+
+
+def plot_hr1_by_method(df: pd.DataFrame, split: str, path: Path) -> Path | None:
+    from matplotlib.figure import Figure
+
+    key = next((k for k in (f"{split}/hr@1", f"{split}/rank/hr@1", f"{split}/rank_norm/hr@1")
+                if f"{k}:mean" in df and df[f"{k}:n"].sum() > 0), None)
+    if key is None:
+        return None
+    datasets = list(dict.fromkeys(df["dataset"]))
+    methods = list(dict.fromkeys(df["method"]))
+    series = {}
+    for m in methods:
+        sub = [df[(df["dataset"] == d) & (df["method"] == m)] for d in datasets]
+        series[m] = ([s[f"{key}:mean"].iloc[0] if len(s) else np.nan for s in sub],
+                     [s[f"{key}:std"].iloc[0] if len(s) else np.nan for s in sub])
+    fig = Figure(figsize=(max(6.0, 1.2 * len(datasets) * max(len(methods), 1) * 0.6), 4.5))
+    ax = fig.add_subplot()
+    _grouped_bars(ax, datasets, series, _colours(methods))
+    ax.set_ylabel(key.split("/", 1)[1])
+    ax.set_title(f"{key} by method (mean ± std over seeds)")
+    return _save(fig, path)
+
+
+def plot_hr1_by_band(df: pd.DataFrame, split: str, path: Path) -> Path | None:
+    from matplotlib.figure import Figure
+
+    prefix = next((p for p in (f"{split}/band", f"{split}/rank/band", f"{split}/rank_norm/band")
+                   if any(f"{p}/{b}/hr@1:mean" in df and df[f"{p}/{b}/hr@1:n"].sum() > 0 for b in BANDS)),
+                  None)
+    if prefix is None:
+        return None
+    datasets = list(dict.fromkeys(df["dataset"]))
+    colours = _colours(list(dict.fromkeys(df["method"])))
+    fig = Figure(figsize=(6.0 * len(datasets), 4.5))
+    for i, dataset in enumerate(datasets):
+        ax = fig.add_subplot(1, len(datasets), i + 1)
+        sub = df[df["dataset"] == dataset]
+        series = {}
+        for _, row in sub.iterrows():
+            series[str(row["method"])] = (
+                [row.get(f"{prefix}/{b}/hr@1:mean", np.nan) for b in BANDS],
+                [row.get(f"{prefix}/{b}/hr@1:std", np.nan) for b in BANDS],
+            )
+        _grouped_bars(ax, list(BANDS), series, colours)
+        ax.set_title(f"{dataset}: {prefix.split('/', 1)[1]}/<band>/hr@1")
+        ax.set_xlabel("popularity band of the target")
+        ax.set_ylabel("HR@1")
+    return _save(fig, path)
+
+
+def _find_column(columns: Sequence[str], suffix: str) -> str | None:
+    exact = [c for c in columns if c == f"train/{suffix}"]
+    return exact[0] if exact else next((c for c in columns if str(c).endswith(suffix)), None)
+
+
+def plot_training_curves(runs: Sequence[Run], labels: Sequence[str], path: Path) -> Path | None:
+    """Reward margin and accuracy vs step in the preference stage, averaged over seeds."""
+    from matplotlib.figure import Figure
+
+    curves: dict[tuple[str, str], list[pd.DataFrame]] = {}
+    for run, label in zip(runs, labels):
+        csv = run.path / "train_metrics.csv"
+        if not csv.is_file():
+            continue
+        try:
+            tm = pd.read_csv(csv)
+        except (OSError, ValueError, pd.errors.ParserError) as exc:
+            log.warning("skipping unreadable %s: %s", csv, exc)
+            continue
+        if "step" not in tm:
+            continue
+        if "stage" in tm:
+            tm = tm[tm["stage"].astype(str) == "preference"]
+        picked = {}
+        for name in ("rewards/margin", "rewards/accuracy"):
+            col = _find_column(list(tm.columns), name)
+            if col is not None:
+                picked[name] = pd.to_numeric(tm[col], errors="coerce")
+        if not picked:
+            continue
+        frame = pd.DataFrame({"step": pd.to_numeric(tm["step"], errors="coerce"), **picked})
+        curves.setdefault((run.dataset, label), []).append(frame)
+    if not curves:
+        return None
+    datasets = list(dict.fromkeys(d for d, _ in curves))
+    colours = _colours(list(dict.fromkeys(label for _, label in curves)))
+    fig = Figure(figsize=(11.0, 3.8 * len(datasets)))
+    for i, dataset in enumerate(datasets):
+        for j, name in enumerate(("rewards/margin", "rewards/accuracy")):
+            ax = fig.add_subplot(len(datasets), 2, 2 * i + j + 1)
+            for (d, label), frames in curves.items():
+                if d != dataset:
+                    continue
+                data = pd.concat(frames)
+                if name not in data:
+                    continue
+                mean = data.dropna(subset=[name, "step"]).groupby("step")[name].mean()
+                if len(mean):
+                    ax.plot(mean.index, mean.to_numpy(), label=f"{label} ({len(frames)} runs)",
+                            color=colours[label])
+            ax.set_title(f"{dataset}: {name} (preference stage)")
+            ax.set_xlabel("step")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- W&B
+
+
+def log_to_wandb(table: pd.DataFrame, plots: Sequence[Path], source: Path, project: str | None = None) -> None:
+    """Log the report table and PNGs to a new W&B run (job_type "report").
+
+    Mode: $WANDB_MODE when set, else "online" when $WANDB_API_KEY is set, else "offline", so a
+    machine without credentials never blocks on a login prompt.
+    """
+    import wandb
+
+    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    clean = table.astype(object).where(table.notna(), None)
+    run = wandb.init(project=project or os.environ.get("WANDB_PROJECT", "napo_lab"), job_type="report",
+                     name=f"report-{source.name}", mode=mode, config={"source": str(source)})
+    try:
+        payload: dict[str, Any] = {"report/table": wandb.Table(dataframe=clean)}
+        payload.update({f"report/{p.stem}": wandb.Image(str(p)) for p in plots})
+        run.log(payload)
+    finally:
+        run.finish()
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def write_report(path: str | Path, out: str | Path | None = None, split: str = "test",
+                 use_wandb: bool = False, wandb_project: str | None = None) -> Path:
+    """Write report.md, report.csv and the plots for a run or sweep dir; returns report.md's path.
+
+    Raises NoRunsError when ``path`` holds no run directory.
+    """
+    root = Path(path).resolve()
+    run_dirs = find_runs(root)
+    if not run_dirs:
+        raise NoRunsError(f"no run directory (containing {RUN_INFO}) under {root}")
+    out_dir = Path(out).resolve() if out is not None else root
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    runs = [load_run(p) for p in run_dirs]
+    ok = [r for r in runs if r.ok]
+    for r in runs:
+        if not r.ok:
+            last = (r.error or "").strip().splitlines()
+            log.warning("skipping run %s: %s", r.path, last[-1] if last else "")
+    df = aggregate(ok, split)
+    cols = metric_columns(ok, split)
+    df.to_csv(out_dir / "report.csv", index=False)
+
+    plots: list[Path] = []
+    notes: list[str] = []
+    for name, make, missing in (
+        ("hr1_by_method.png", lambda p: plot_hr1_by_method(df, split, p), f"no {split}/hr@1 or {split}/rank/hr@1"),
+        ("hr1_by_band.png", lambda p: plot_hr1_by_band(df, split, p), f"no {split}/band/<band>/hr@1"),
+        ("training_curves.png", lambda p: plot_training_curves(ok, _variant_labels(ok), p),
+         "no preference-stage rewards/margin or rewards/accuracy in any train_metrics.csv"),
+    ):
+        target = out_dir / name
+        made = make(target) if len(ok) else None
+        if made is None:
+            note = f"{name} skipped: {missing}"
+            log.warning(note)
+            notes.append(note)
+            target.unlink(missing_ok=True)  # never leave a stale plot from an earlier report
+        else:
+            plots.append(made)
+
+    report = out_dir / "report.md"
+    report.write_text(_markdown(root, runs, df, cols, split, plots, notes))
+    if use_wandb:
+        log_to_wandb(df, plots, root, wandb_project)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m napo_lab.report", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a run directory or a sweep directory containing run directories")
+    parser.add_argument("--out", default=None, help="output directory (default: PATH)")
+    parser.add_argument("--split", default="test", help="metric split to tabulate (default: test)")
+    parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
+    parser.add_argument("--wandb-project", default=None, help="W&B project (default: $WANDB_PROJECT or napo_lab)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = write_report(args.path, args.out, args.split, args.wandb, args.wandb_project)
+    except NoRunsError as exc:
+        print(f"napo_lab.report: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {report} (+ report.csv and plots in {report.parent})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

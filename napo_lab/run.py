@@ -1,0 +1,167 @@
+"""`python -m napo_lab.run [overrides]`: train (SFT, then a preference objective) and evaluate.
+
+Each run writes into its own directory: config.yaml (resolved), run_info.json, metrics.json,
+predictions_<split>.parquet, train_metrics.csv, adapter/ (the trained LoRA weights), and prints
+a short results table. In a multirun a failing job is recorded as failed and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from napo_lab import CONF_DIR
+from napo_lab.errors import report_error
+
+log = logging.getLogger("napo_lab")
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _hydra_info() -> tuple[list[str], bool]:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return list(hc.overrides.task), hc.mode == RunMode.MULTIRUN
+    except ValueError:
+        return [], False
+
+
+def write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    tmp.replace(path)
+
+
+def method_name(cfg: DictConfig) -> str:
+    return cfg.model.name if cfg.model.get("kind", "llm") == "seqrec" else cfg.loss.name
+
+
+def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    """The whole job; returns flat metrics (also written to metrics.json)."""
+    from napo_lab import pipeline
+    from napo_lab.checks import validate
+    from napo_lab.lit.callbacks import MetricsHistory
+
+    objective = validate(cfg)
+    prepared = pipeline.load_data(cfg)
+    if cfg.model.get("kind", "llm") == "seqrec":
+        from napo_lab.models.seqrec import run_seqrec
+
+        return run_seqrec(cfg, prepared, out_dir)
+
+    model, tokenizer = pipeline.load_model(cfg)
+    history = MetricsHistory()
+    logger = pipeline.make_logger(cfg, out_dir)
+    try:
+        metrics: dict[str, float] = {}
+        if cfg.loss.stage == "sft":
+            module = pipeline.fit_stage(cfg, "sft", model, tokenizer, prepared, cfg.loss, out_dir, logger,
+                                        history=history, loss=objective)
+        else:
+            sft_path, reused = pipeline.ensure_sft_adapter(cfg, model, tokenizer, prepared, out_dir, history)
+            metrics["sft/reused_cache"] = float(reused)
+            if getattr(objective, "needs_reference", False):
+                pipeline.attach_reference(model, sft_path)
+            seqrec = None
+            if getattr(objective, "needs_sequential_model", False):
+                from napo_lab.models.seqrec import load_or_train_seqrec
+
+                seqrec = load_or_train_seqrec(prepared, cfg.seqrec, Path(cfg.paths.cache_dir))
+            module = pipeline.fit_stage(cfg, "pref", model, tokenizer, prepared, cfg.loss, out_dir, logger,
+                                        seqrec=seqrec, history=history, loss=objective)
+        metrics["train/seconds"] = float(module.fit_seconds)
+        history.write(out_dir / "train_metrics.csv")
+        pipeline.save_adapter(model, out_dir / "adapter")
+        metrics.update(pipeline.evaluate(cfg, model, tokenizer, prepared, module.datamodule, out_dir))
+        if logger:
+            logger.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
+        return metrics
+    finally:
+        if logger and hasattr(logger, "experiment") and cfg.logger.name == "wandb":
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+            wandb.teardown()  # the next job of a multirun starts a fresh W&B run with its own settings
+
+
+def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, seconds: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{method_name(cfg)} on {cfg.dataset.name} (seed {cfg.seed})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    shown = [k for k in metrics if k.startswith(("test/", "val/")) and "/band/" not in k and "/n" not in k[-3:]]
+    for key in sorted(shown)[:24]:
+        table.add_row(key, f"{metrics[key]:.4f}")
+    console = Console(stderr=False)
+    console.print(table)
+    console.print(f"run dir: {out_dir}   wall time: {seconds / 60:.1f} min")
+    if cfg.get("task_name") == "train" and cfg.dataset.get("train_limit") is None and cfg.sft.get("train_limit"):
+        console.print("This is the CPU-sized job; the full-size runs are experiment configs, e.g. "
+                      "`python -m napo_lab.run experiment=sdpo_lastfm` (see experiments/README.md).")
+
+
+def execute(cfg: DictConfig) -> float | None:
+    """Run one job with bookkeeping; return the optimised metric (for sweepers)."""
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    overrides, multirun = _hydra_info()
+    from napo_lab.lit.wandb import redact
+
+    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
+        redact(OmegaConf.to_container(cfg, resolve=True)))))
+    info = {"method": method_name(cfg), "dataset": cfg.dataset.name, "seed": int(cfg.seed),
+            "model": cfg.model.name, "status": "running", "error": None, "commit": _commit(),
+            "overrides": overrides}
+    write_json(out_dir / "run_info.json", info)
+    start = time.perf_counter()
+    try:
+        metrics = train_and_evaluate(cfg, out_dir)
+    except BaseException as err:  # noqa: BLE001 - every failure is recorded, then reported
+        info.update(status="failed", error=f"{type(err).__name__}: {err}",
+                    wall_time_s=time.perf_counter() - start)
+        write_json(out_dir / "run_info.json", info)
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        code = report_error(err, debug=bool(cfg.get("debug", False)))
+        if multirun:
+            return float("nan")
+        sys.exit(code)
+    seconds = time.perf_counter() - start
+    metrics["wall_time_s"] = seconds
+    write_json(out_dir / "metrics.json", metrics)
+    info.update(status="ok", wall_time_s=seconds)
+    write_json(out_dir / "run_info.json", info)
+    print_results(cfg, metrics, out_dir, seconds)
+    value = metrics.get(cfg.get("optimized_metric") or "", float("nan"))
+    return float(value)
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    return execute(cfg)
+
+
+if __name__ == "__main__":
+    main()
