@@ -12,9 +12,10 @@ log = logging.getLogger("napo_lab")
 def _known() -> tuple[type[BaseException], ...]:
     from napo_lab.checks import ConfigError
     from napo_lab.data.prepared import DataError
+    from napo_lab.lit.checkpoint import CheckpointError
     from napo_lab.models.llm import ModelLoadError
 
-    return (ConfigError, DataError, ModelLoadError, FileNotFoundError, FloatingPointError)
+    return (ConfigError, DataError, ModelLoadError, CheckpointError, FileNotFoundError, FloatingPointError)
 
 
 def report_error(err: BaseException, debug: bool = False) -> int:

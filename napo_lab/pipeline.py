@@ -4,6 +4,7 @@ evaluation. ``napo_lab.run`` strings them together; ``napo_lab.evaluate`` reuses
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,6 +22,7 @@ import pandas as pd
 import torch
 from filelock import FileLock
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from napo_lab.data.datamodule import RecDataModule
@@ -30,6 +32,7 @@ from napo_lab.eval.metrics import prefix_keys
 from napo_lab.eval.predictions import metrics_from_predictions
 from napo_lab.eval.ranking import score_candidates
 from napo_lab.lit.callbacks import MetricsHistory
+from napo_lab.lit.checkpoint import AtomicCheckpointIO, ResumeState, check_checkpoint
 from napo_lab.lit.module import REFERENCE_ADAPTER, RecLitModule
 from napo_lab.models.llm import apply_lora, load_llm
 from napo_lab.models.logprobs import choose_layout
@@ -76,6 +79,14 @@ def model_identity(cfg: DictConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Training stages
 # ---------------------------------------------------------------------------------------------
+def global_rank() -> int:
+    """This process's rank (0 outside DDP). Valid before any Trainer exists: Lightning reads it from
+    RANK / LOCAL_RANK / SLURM_PROCID, which its launcher (or Slurm, torchrun) sets for every rank > 0."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
 def _world_size(cfg: DictConfig) -> int:
     devices = cfg.trainer.get("devices", 1)
     n = len(devices) if isinstance(devices, list | tuple) or OmegaConf.is_list(devices) else int(
@@ -146,8 +157,9 @@ def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedD
     dm = RecDataModule(prepared, tokenizer, dataset_cfg, k, plain(loss_cfg.get("negatives")),
                        stage_cfg["batch_size"], cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed),
                        bool(cfg.model.get("chat_template", False)))
-    for name, provider in (negative_providers or {}).items():
-        dm.negative_sampler.set_provider(name, provider)
+    for name, factory in (negative_providers or {}).items():
+        if name in dm.negative_sampler.needs_provider():
+            dm.negative_sampler.set_provider(name, factory(dm))
     missing = dm.negative_sampler.needs_provider()
     if missing:
         raise ValueError(f"negatives strategy needs {missing}, which this run cannot provide")
@@ -157,6 +169,19 @@ def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedD
                           torch.tensor(prepared.train_counts, dtype=torch.float32))
     world = _world_size(cfg)
     callbacks = [history.for_stage(stage)] if history is not None else []
+    ckpt_cfg = plain(cfg.get("checkpoint")) or {}
+    ckpt_dir = Path(out_dir) / "checkpoints" / stage
+    identity = digest({"model": model_identity(cfg), "data": prepared.name, "stage": stage_cfg,
+                       "loss": plain(loss_cfg), "seed": int(cfg.seed)})
+    callbacks.append(ResumeState(identity, f"{cfg.model.name} / {prepared.name} / {stage} {loss_cfg.name}",
+                                 dm.index_sampler))
+    every = int(ckpt_cfg.get("every_n_steps", 0) or 0)
+    if every > 0:
+        callbacks.append(ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step}", save_top_k=0,
+                                         save_last=True, every_n_train_steps=every, enable_version_counter=False))
+    resume_from = ckpt_dir / "last.ckpt"
+    if resume_from.is_file():
+        check_checkpoint(resume_from, identity)
     t = plain(cfg.trainer)
     trainer = L.Trainer(
         accelerator=t.get("accelerator", "auto"), devices=t.get("devices", 1), num_nodes=t.get("num_nodes", 1),
@@ -165,14 +190,15 @@ def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedD
         accumulate_grad_batches=accumulation(stage_cfg, world),
         gradient_clip_val=t.get("gradient_clip_val"), log_every_n_steps=t.get("log_every_n_steps", 1),
         deterministic=t.get("deterministic", False), enable_progress_bar=t.get("enable_progress_bar", True),
-        logger=logger, callbacks=callbacks, enable_checkpointing=False, num_sanity_val_steps=0,
+        logger=logger, callbacks=callbacks, enable_checkpointing=every > 0, num_sanity_val_steps=0,
+        plugins=[AtomicCheckpointIO()],
         limit_val_batches=0, default_root_dir=str(out_dir), enable_model_summary=False,
     )
     module.train()  # HF models load in eval mode; LoRA dropout must be active while training
     if seqrec is not None:
         seqrec.eval()
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from.is_file() else None)
     module.fit_seconds = time.perf_counter() - start
     module.datamodule = dm
     log.info("%s stage: %d steps in %.1f s (%s layout)", stage, trainer.global_step, module.fit_seconds, layout)
@@ -221,7 +247,11 @@ def ensure_sft_adapter(cfg: DictConfig, model, tokenizer, prepared: PreparedData
     """Return (path of the SFT adapter, reused?), training and caching it when missing."""
     path = Path(cfg.paths.cache_dir) / "sft_adapters" / f"{cfg.model.name}-{prepared.name}-{sft_key(cfg, prepared)}"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    # Concurrent jobs serialise on the lock (one trains, the others reuse). Under DDP only rank 0 takes
+    # it: the other ranks start while rank 0 holds it (inside trainer.fit) and only follow rank 0's
+    # choice, which cannot change under them because every writer holds the lock.
+    zero = global_rank() == 0
+    with FileLock(str(path) + ".lock") if zero else contextlib.nullcontext():
         if (path / "adapter_model.safetensors").is_file():
             log.info("Reusing the cached SFT adapter %s", path)
             load_adapter_into(model, path)
@@ -230,11 +260,18 @@ def ensure_sft_adapter(cfg: DictConfig, model, tokenizer, prepared: PreparedData
         sft_loss = OmegaConf.create({"name": "sft", "stage": "sft", "num_negatives": 0, "negatives": None,
                                      "objective": {"_target_": "napo_lab.losses.sft.SFTLoss"}})
         fit_stage(cfg, "sft", model, tokenizer, prepared, sft_loss, out_dir, logger=False, history=history)
-        save_adapter(model, path)
-        (path / "napo_lab_sft.json").write_text(json.dumps(
-            {"model": model_identity(cfg), "dataset": prepared.name, "sft": plain(cfg.sft), "seed": int(cfg.seed)},
-            indent=2, sort_keys=True, default=str))
+        if zero:
+            save_adapter(model, path)
+            (path / "napo_lab_sft.json").write_text(json.dumps(
+                {"model": model_identity(cfg), "dataset": prepared.name, "sft": plain(cfg.sft),
+                 "seed": int(cfg.seed)}, indent=2, sort_keys=True, default=str))
+        _barrier()  # DDP: the other ranks read the adapter (reference) only once rank 0 has written it
     return path, False
+
+
+def _barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def attach_reference(model, sft_path: Path) -> None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +37,12 @@ def _commit() -> str | None:
         return None
 
 
+def _in_hydra() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.initialized()
+
+
 def _hydra_info() -> tuple[list[str], bool]:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -55,11 +64,21 @@ def method_name(cfg: DictConfig) -> str:
     return cfg.model.name if cfg.model.get("kind", "llm") == "seqrec" else cfg.loss.name
 
 
+def negative_strategies(loss_cfg) -> set[str]:
+    """Every negative-sampling strategy a loss config uses (mixed expands to its weighted parts)."""
+    neg = loss_cfg.get("negatives") or {}
+    if neg.get("strategy") == "mixed":
+        return {k for k, v in (neg.get("weights") or {}).items() if v}
+    return {neg.get("strategy", "in_prompt")}
+
+
 def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     """The whole job; returns flat metrics (also written to metrics.json)."""
     from napo_lab import pipeline
     from napo_lab.checks import validate
+    from napo_lab.data import hard_negatives
     from napo_lab.lit.callbacks import MetricsHistory
+    from napo_lab.models.logprobs import choose_layout
 
     objective = validate(cfg)
     prepared = pipeline.load_data(cfg)
@@ -81,14 +100,23 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
             metrics["sft/reused_cache"] = float(reused)
             if getattr(objective, "needs_reference", False):
                 pipeline.attach_reference(model, sft_path)
-            seqrec = None
-            if getattr(objective, "needs_sequential_model", False):
+            strategies = negative_strategies(cfg.loss)
+            seqrec, providers = None, {}
+            if getattr(objective, "needs_sequential_model", False) or "seqrec_hard" in strategies:
                 from napo_lab.models.seqrec import load_or_train_seqrec
 
                 seqrec = load_or_train_seqrec(prepared, cfg.seqrec, Path(cfg.paths.cache_dir))
+            if "seqrec_hard" in strategies:
+                providers["seqrec_hard"] = hard_negatives.seqrec_hard_factory(seqrec)
+            if "self_hard" in strategies:  # ranked by the SFT model, before preference training moves it
+                providers["self_hard"] = hard_negatives.self_hard_factory(
+                    model, tokenizer.pad_token_id, choose_layout(cfg.forward, model, cfg.strategy.get("name")))
             module = pipeline.fit_stage(cfg, "pref", model, tokenizer, prepared, cfg.loss, out_dir, logger,
-                                        seqrec=seqrec, history=history, loss=objective)
+                                        seqrec=seqrec if getattr(objective, "needs_sequential_model", False)
+                                        else None, history=history, loss=objective, negative_providers=providers)
         metrics["train/seconds"] = float(module.fit_seconds)
+        if pipeline.global_rank() != 0:  # DDP: rank 0 alone saves, evaluates and logs
+            return metrics
         history.write(out_dir / "train_metrics.csv")
         pipeline.save_adapter(model, out_dir / "adapter")
         metrics.update(pipeline.evaluate(cfg, model, tokenizer, prepared, module.datamodule, out_dir))
@@ -122,18 +150,44 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
                       "`python -m napo_lab.run experiment=sdpo_lastfm` (see experiments/README.md).")
 
 
+def _run_dir(cfg: DictConfig, overrides: list[str], multirun: bool, in_hydra: bool) -> Path:
+    """Hydra's new run dir, or the interrupted run this command continues (see napo_lab.resume)."""
+    from napo_lab.resume import resolve_run_dir
+
+    new_dir = Path(cfg.paths.output_dir)
+    resume = cfg.get("resume", "auto")
+    if str(resume).lower() == "auto" and not in_hydra:
+        return new_dir  # composed in Python (tests, notebooks): only an explicit resume continues a run
+    roots = [new_dir.parent.parent if multirun else new_dir.parent]
+    target = resolve_run_dir(resume, new_dir, overrides, roots)
+    if target != new_dir and new_dir.is_dir():
+        # Hydra made a fresh dir for this invocation: keep nothing half-written there.
+        shutil.rmtree(new_dir, ignore_errors=True)
+    return target
+
+
 def execute(cfg: DictConfig) -> float | None:
     """Run one job with bookkeeping; return the optimised metric (for sweepers)."""
-    out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     overrides, multirun = _hydra_info()
+    in_hydra = _in_hydra()
+    try:
+        out_dir = _run_dir(cfg, overrides, multirun, in_hydra)
+    except FileNotFoundError as err:
+        sys.exit(report_error(err, debug=bool(cfg.get("debug", False))))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir != Path(cfg.paths.output_dir):
+        cfg.paths.output_dir = str(out_dir)
     from napo_lab.lit.wandb import redact
+    from napo_lab.pipeline import global_rank
 
+    if global_rank() != 0:  # a DDP rank > 0 (re-run by Lightning's launcher): train, write nothing
+        train_and_evaluate(cfg, out_dir)
+        return None
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
         redact(OmegaConf.to_container(cfg, resolve=True)))))
     info = {"method": method_name(cfg), "dataset": cfg.dataset.name, "seed": int(cfg.seed),
             "model": cfg.model.name, "status": "running", "error": None, "commit": _commit(),
-            "overrides": overrides}
+            "overrides": overrides, "pid": os.getpid(), "host": socket.gethostname()}
     write_json(out_dir / "run_info.json", info)
     start = time.perf_counter()
     try:
@@ -153,6 +207,8 @@ def execute(cfg: DictConfig) -> float | None:
     write_json(out_dir / "metrics.json", metrics)
     info.update(status="ok", wall_time_s=seconds)
     write_json(out_dir / "run_info.json", info)
+    if not (cfg.get("checkpoint") or {}).get("keep", False):
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     print_results(cfg, metrics, out_dir, seconds)
     value = metrics.get(cfg.get("optimized_metric") or "", float("nan"))
     return float(value)

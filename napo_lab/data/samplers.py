@@ -8,7 +8,7 @@ visited, so batches are identical with 0 or N data workers and after a resume.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ class NegativeProvider(Protocol):
 class NegativeSampler:
     """Draws K negatives for one training example under a named strategy.
 
-    in_prompt: uniform from the prompt's other candidates (S-DPO).  catalogue: uniform from items
+    in_prompt (alias random): uniform from the prompt's other candidates (S-DPO).  catalogue: uniform from items
     outside the history.  popularity: train-count weighted outside the history.  hallucinated:
     items outside the prompt's candidate list (answers the model was not offered; RosePO's
     semantic-hallucination negatives, approximated with real catalogue titles).  seqrec_hard /
@@ -83,10 +83,10 @@ class NegativeSampler:
 
     def _draw(self, name: str, n: int, rng: np.random.Generator, example: int, banned: set[int],
               candidates: Sequence[int]) -> list[int]:
-        if name == "in_prompt":
+        if name in ("in_prompt", "random"):
             pool = [int(c) for c in candidates if int(c) not in banned]
             return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
-        if name in ("catalogue", "random", "popularity", "hallucinated"):
+        if name in ("catalogue", "popularity", "hallucinated"):
             blocked = banned | (set(int(c) for c in candidates) if name == "hallucinated" else set())
             p = self.pop_p if name == "popularity" else None
             return _draw_outside(rng, n, self.n_items, blocked, p)
@@ -112,14 +112,20 @@ class EpochIndexSampler(Sampler):
 
     Carrying the epoch inside the index keeps the dataset stateless: worker processes never need
     to be told the epoch. Lightning calls ``set_epoch`` before each epoch's iterator is created.
-    ``start`` skips the first examples of the epoch (mid-epoch resume).
+    ``resume_at(epoch, consumed)`` makes that epoch's next iteration skip the examples a run had
+    already consumed before it was interrupted, so a resumed run sees exactly the batches an
+    uninterrupted one would.
     """
 
     def __init__(self, n: int, seed: int, shuffle: bool = True):
-        self.n, self.seed, self.shuffle, self.epoch, self.start = int(n), int(seed), shuffle, 0, 0
+        self.n, self.seed, self.shuffle, self.epoch = int(n), int(seed), shuffle, 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def resume_at(self, epoch: int, consumed: int) -> None:
+        self._resume = (int(epoch), int(consumed))
 
     def order(self, epoch: int) -> list[int]:
         if not self.shuffle:
@@ -128,13 +134,10 @@ class EpochIndexSampler(Sampler):
         return torch.randperm(self.n, generator=g).tolist()
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        order = self.order(self.epoch)
-        start, self.start = self.start, 0
-        return iter([(self.epoch, i) for i in order[start:]])
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start, self._resume = self._resume[1], None
+        return iter([(self.epoch, i) for i in self.order(self.epoch)[start:]])
 
     def __len__(self) -> int:
         return self.n
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "seed": self.seed}
-

@@ -118,7 +118,12 @@ def test_sampled_losses_train(prepared, loss):
 
 def test_training_is_deterministic(prepared):
     cfg = {**FAST, "max_epochs": 1}
+    torch.manual_seed(123)
+    rng_before, threads = torch.get_rng_state(), torch.get_num_threads()
     a, _ = train_seqrec(prepared, cfg)
+    # Training leaves the caller's process state alone (a NAPO run must not depend on cache hits).
+    assert torch.equal(torch.get_rng_state(), rng_before) and torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
     b, _ = train_seqrec(prepared, cfg)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(x, y), name
@@ -150,7 +155,11 @@ def test_cache_round_trip(prepared, tmp_path, monkeypatch):
 
     # A cache entry whose stored config does not match is refused (retrained), not fatal;
     # so is a corrupt weights file.
-    meta = next(p for p in (tmp_path / "seqrec").glob("*.json") if json.loads(p.read_text())["key"]["model"]["lr"] == 0.01)
+    meta = next(
+        p
+        for p in (tmp_path / "seqrec").glob("*.json")
+        if json.loads(p.read_text())["key"]["model"]["lr"] == 0.01
+    )
     stored = json.loads(meta.read_text())
     stored["key"]["model"]["hidden_size"] = 999
     meta.write_text(json.dumps(stored))
@@ -179,7 +188,12 @@ def test_run_seqrec_writes_predictions_and_metrics(prepared, tmp_path):
 
     table = pq.read_table(tmp_path / "run" / "predictions_test.parquet")
     assert [str(t) for t in table.schema.types] == [
-        "int64", "int64", "list<element: int64>", "list<element: double>", "string", "int64"
+        "int64",
+        "int64",
+        "list<element: int64>",
+        "list<element: double>",
+        "string",
+        "int64",
     ]
     assert table.schema.names == ["user", "target", "candidates", "scores", "generated", "matched"]
     df = table.to_pandas()
@@ -192,4 +206,33 @@ def test_run_seqrec_writes_predictions_and_metrics(prepared, tmp_path):
     model = load_or_train_seqrec(prepared, cfg.model, tmp_path / "cache")
     row = df.iloc[0]
     full = model.scores(torch.tensor(np.array([test["history"].iloc[0]])))[0]
-    np.testing.assert_allclose(row["scores"], full[np.asarray(row["candidates"])].double().numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        row["scores"], full[torch.tensor(np.array(row["candidates"]))].double().numpy(), atol=1e-5
+    )
+
+
+def test_concurrent_callers_train_once(prepared, tmp_path, monkeypatch):
+    """Two workers asking for the same model at once: one trains, the other waits on the file lock
+    and loads the result."""
+    import threading
+
+    calls = []
+    real = cache_mod.train_seqrec
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "train_seqrec", counting)
+    cfg = {**FAST, "max_epochs": 1, "seed": 11}
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(load_or_train_seqrec(prepared, cfg, tmp_path)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert sorted(m.train_info["from_cache"] for m in results) == [False, True]

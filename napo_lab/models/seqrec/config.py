@@ -37,16 +37,18 @@ class SeqRecConfig:
     n_v: int = 4  # Caser: vertical filters
     loss: str = "ce"  # ce (full softmax) | bpr | sampled_softmax
     num_negatives: int = 1  # uniform negatives per row for bpr / sampled_softmax
-    lr: float = 0.001
+    lr: float = 0.002
     weight_decay: float = 0.0
     batch_size: int = 256
-    max_epochs: int = 30
+    max_epochs: int = 20
     patience: int = 3  # epochs without improvement of `monitor` on the val candidates
     monitor: str = "ndcg@10"  # a key of napo_lab.eval.metrics.ranking_metrics
     val_split: str | None = None  # split for early stopping; None = manifest default_val_split
     seed: int = 42
     device: str = "cpu"  # cpu | cuda | auto (training only; the returned model is on CPU)
-    num_threads: int | None = 1  # torch CPU threads while training (None = leave as is); 1 avoids oversubscription
+    num_threads: int | None = (
+        1  # torch CPU threads while training (None = leave as is); 1 avoids oversubscription
+    )
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> SeqRecConfig:

@@ -74,7 +74,9 @@ class SeqRecLightning(L.LightningModule):
         for k, v in metrics.items():
             self.log(f"seqrec/val_{k}", v, prog_bar=k == self.monitor)
         value = metrics[self.monitor]
-        log.info("seqrec epoch %d: val %s=%.4f hr@1=%.4f", self.current_epoch, self.monitor, value, metrics["hr@1"])
+        log.info(
+            "seqrec epoch %d: val %s=%.4f hr@1=%.4f", self.current_epoch, self.monitor, value, metrics["hr@1"]
+        )
         if not np.isfinite(self.best_score) or value > self.best_score:
             # Keep the best weights in memory: no checkpoint files to clean up or race on.
             self.best_score, self.best_epoch, self.best_metrics = value, self.current_epoch, metrics

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import random
 import tempfile
 import time
 import warnings
@@ -72,6 +75,48 @@ def _accelerator(device: str) -> str:
     return "gpu" if device.startswith("cuda") else "cpu"
 
 
+@contextlib.contextmanager
+def isolated_global_state(num_threads: int | None):
+    """Undo what training changes process-wide (RNG streams, deterministic-algorithms flag, thread
+    count, Lightning's log level and env vars), so that training the auxiliary model inside a NAPO run
+    leaves that run's randomness identical whether the model came from the cache or not."""
+    saved_rng = (random.getstate(), np.random.get_state(), torch.get_rng_state())
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    saved_det = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    saved_env = {
+        k: os.environ.get(k) for k in ("CUBLAS_WORKSPACE_CONFIG", "PL_GLOBAL_SEED", "PL_SEED_WORKERS")
+    }
+    threads = torch.get_num_threads()
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # no "GPU available" banners for an auxiliary model
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*number of training batches.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6 on torch 2.13
+            yield
+    finally:
+        random.setstate(saved_rng[0])
+        np.random.set_state(saved_rng[1])
+        torch.set_rng_state(saved_rng[2])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        torch.use_deterministic_algorithms(saved_det[0], warn_only=saved_det[1])
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        torch.set_num_threads(threads)
+        lightning_log.setLevel(level)
+
+
 def train_seqrec(prepared: Any, cfg: SeqRecConfig | Any, logger: Any = None) -> tuple[SeqRecModel, dict]:
     """Train on ``prepared.split("train")``, keep the epoch with the best validation ``cfg.monitor``.
 
@@ -80,53 +125,40 @@ def train_seqrec(prepared: Any, cfg: SeqRecConfig | Any, logger: Any = None) -> 
     """
     cfg = SeqRecConfig.from_cfg(cfg)
     val_split = cfg.val_split or prepared.manifest.get("default_val_split", "val")
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_seqrec(cfg, prepared.n_items)
-    train = split_arrays(prepared.split("train"), cfg.max_len)
-    val = split_arrays(prepared.split(val_split), cfg.max_len)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(
-        TensorDataset(torch.from_numpy(train["history"]), torch.from_numpy(train["target"])),
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        generator=generator,
-    )
-    val_loader = DataLoader(
-        TensorDataset(*(torch.from_numpy(val[k]) for k in ("history", "candidates", "target_index"))),
-        batch_size=2048,
-    )
-    lit = SeqRecLightning(model, cfg.lr, cfg.weight_decay, cfg.loss, cfg.num_negatives, cfg.monitor)
-    callbacks = [
-        L.pytorch.callbacks.EarlyStopping(monitor=f"seqrec/val_{cfg.monitor}", mode="max", patience=cfg.patience)
-    ]
-    threads = torch.get_num_threads()
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    lightning_log = logging.getLogger("lightning.pytorch")
-    level = lightning_log.level
-    lightning_log.setLevel(logging.WARNING)  # no "GPU available" banners for an auxiliary model
-    start = time.perf_counter()
-    try:
-        with tempfile.TemporaryDirectory(prefix="seqrec-") as root, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*number of training batches.*")
-            trainer = L.Trainer(
-                accelerator=_accelerator(cfg.device),
-                devices=1,
-                max_epochs=cfg.max_epochs,
-                callbacks=callbacks,
-                logger=logger if logger is not None else False,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                deterministic=True,
-                default_root_dir=root,
-            )
-            trainer.fit(lit, train_loader, val_loader)
-    finally:
-        torch.set_num_threads(threads)
-        lightning_log.setLevel(level)
+    with isolated_global_state(cfg.num_threads), tempfile.TemporaryDirectory(prefix="seqrec-") as root:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        model = build_seqrec(cfg, prepared.n_items)
+        train = split_arrays(prepared.split("train"), cfg.max_len)
+        val = split_arrays(prepared.split(val_split), cfg.max_len)
+        train_loader = DataLoader(
+            TensorDataset(torch.from_numpy(train["history"]), torch.from_numpy(train["target"])),
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        val_loader = DataLoader(
+            TensorDataset(*(torch.from_numpy(val[k]) for k in ("history", "candidates", "target_index"))),
+            batch_size=2048,
+        )
+        lit = SeqRecLightning(model, cfg.lr, cfg.weight_decay, cfg.loss, cfg.num_negatives, cfg.monitor)
+        early_stop = L.pytorch.callbacks.EarlyStopping(
+            monitor=f"seqrec/val_{cfg.monitor}", mode="max", patience=cfg.patience
+        )
+        trainer = L.Trainer(
+            accelerator=_accelerator(cfg.device),
+            devices=1,
+            max_epochs=cfg.max_epochs,
+            callbacks=[early_stop],
+            logger=logger if logger is not None else False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            deterministic=True,
+            default_root_dir=root,
+        )
+        start = time.perf_counter()
+        trainer.fit(lit, train_loader, val_loader)
     seconds = time.perf_counter() - start
     model = lit.model.cpu()
     if lit.best_state is not None:
@@ -138,5 +170,11 @@ def train_seqrec(prepared: Any, cfg: SeqRecConfig | Any, logger: Any = None) -> 
         "val_split": val_split,
         "best_val": lit.best_metrics,
     }
-    log.info("seqrec %s trained in %.1fs, best epoch %d, val %s", cfg.arch, seconds, lit.best_epoch, lit.best_metrics)
+    log.info(
+        "seqrec %s trained in %.1fs, best epoch %d, val %s",
+        cfg.arch,
+        seconds,
+        lit.best_epoch,
+        lit.best_metrics,
+    )
     return model, info
