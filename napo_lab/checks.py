@@ -16,8 +16,23 @@ class ConfigError(ValueError):
     """The composed config is invalid; the message lists every problem and its fix."""
 
 
-def _num(cfg: DictConfig, key: str) -> Any:
-    return cfg.get(key) if cfg is not None else None
+def _num(cfg: DictConfig, key: str, problems: list[str], where: str, kind=float) -> Any:
+    """The value as a number, or None with a problem recorded when it is not one."""
+    value = cfg.get(key) if cfg is not None else None
+    if value is None or isinstance(value, bool):
+        return None if value is None else _bad(problems, f"{where}.{key}={value!r}: expected a number")
+    try:
+        number = float(value)
+        if kind is int and number != int(number):
+            raise ValueError
+        return kind(number)
+    except (TypeError, ValueError, OverflowError):
+        return _bad(problems, f"{where}.{key}={value!r}: expected {'an integer' if kind is int else 'a number'}")
+
+
+def _bad(problems: list[str], message: str) -> None:
+    problems.append(message)
+    return None
 
 
 def validate(cfg: DictConfig) -> Any:
@@ -27,25 +42,31 @@ def validate(cfg: DictConfig) -> Any:
         sc = cfg.get(stage)
         if sc is None:
             continue
-        lr = _num(sc, "lr")
-        if lr is None or float(lr) <= 0:
-            problems.append(f"{stage}.lr={lr}: the learning rate must be > 0")
-        bs = _num(sc, "batch_size")
-        if bs is None or int(bs) < 1:
-            problems.append(f"{stage}.batch_size={bs}: must be an integer >= 1")
-        if int(_num(sc, "epochs") or 0) < 1 and int(_num(sc, "max_steps") or -1) < 1:
-            problems.append(f"{stage}.epochs={_num(sc, 'epochs')}: train for at least 1 epoch (or set max_steps)")
-        limit = _num(sc, "train_limit")
-        if limit is not None and int(limit) < 1:
+        n = len(problems)
+        lr = _num(sc, "lr", problems, stage)
+        if len(problems) == n and (lr is None or lr <= 0):
+            problems.append(f"{stage}.lr={sc.get('lr')}: the learning rate must be > 0")
+        n = len(problems)
+        bs = _num(sc, "batch_size", problems, stage, int)
+        if len(problems) == n and (bs is None or bs < 1):
+            problems.append(f"{stage}.batch_size={sc.get('batch_size')}: must be an integer >= 1")
+        epochs = _num(sc, "epochs", problems, stage, int) or 0
+        steps = _num(sc, "max_steps", problems, stage, int) or -1
+        if epochs < 1 and steps < 1:
+            problems.append(f"{stage}.epochs={sc.get('epochs')}: train for at least 1 epoch (or set max_steps)")
+        limit = _num(sc, "train_limit", problems, stage, int)
+        if limit is not None and limit < 1:
             problems.append(f"{stage}.train_limit={limit}: use null (all rows) or a positive count")
     ds = cfg.dataset
-    n_cands = int(ds.get("n_candidates", 20))
+    n_cands = _num(ds, "n_candidates", problems, "dataset", int)
+    n_cands = 20 if n_cands is None else n_cands
     if n_cands < 2:
         problems.append(f"dataset.n_candidates={n_cands}: needs at least 2 (the target and one other)")
     objective = None
     if cfg.model.get("kind", "llm") == "llm":
         loss = cfg.loss
-        k = int(loss.get("num_negatives", 0) or 0)
+        k = _num(loss, "num_negatives", problems, "loss", int)
+        k = 0 if k is None else k
         strategy = (loss.get("negatives") or {}).get("strategy", "in_prompt")
         if k < 0:
             problems.append(f"loss.num_negatives={k}: must be >= 0")
@@ -58,7 +79,7 @@ def validate(cfg: DictConfig) -> Any:
             objective = instantiate(loss.objective)
         except Exception as err:  # the loss constructor validates its own options
             cause = err.__cause__ or err
-            problems.append(f"loss ({loss.get('name')}): {cause}")
+            problems.append(f"loss.objective ({loss.get('name')}): {cause}")
     if cfg.get("forward") not in ("shared_prefix", "duplicate"):
         problems.append(f"forward={cfg.get('forward')!r}: use shared_prefix or duplicate")
     if problems:

@@ -148,7 +148,7 @@ def make_logger(cfg: DictConfig, out_dir: Path):
 
 def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedDataset, loss_cfg: DictConfig,
               out_dir: Path, logger=False, seqrec=None, history: MetricsHistory | None = None,
-              negative_providers: Mapping[str, Any] | None = None, loss=None) -> RecLitModule:
+              negative_providers: Mapping[str, Any] | None = None, loss=None, ref_cache=None) -> RecLitModule:
     """Train the 'default' adapter for one stage ('sft' or 'pref') with the loss of ``loss_cfg``."""
     stage_cfg = plain(cfg[stage])
     dataset_cfg = dict(plain(cfg.dataset))
@@ -166,7 +166,8 @@ def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedD
     loss = instantiate(loss_cfg.objective) if loss is None else loss
     layout = choose_layout(cfg.forward, model, cfg.strategy.get("name"))
     module = RecLitModule(model, loss, tokenizer.pad_token_id, stage_cfg, layout, stage, seqrec,
-                          torch.tensor(prepared.train_counts, dtype=torch.float32))
+                          torch.tensor(prepared.train_counts, dtype=torch.float32),
+                          ref_cache=ref_cache if stage == "pref" and getattr(loss, "needs_reference", False) else None)
     world = _world_size(cfg)
     callbacks = [history.for_stage(stage)] if history is not None else []
     ckpt_cfg = plain(cfg.get("checkpoint")) or {}

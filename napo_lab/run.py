@@ -26,6 +26,7 @@ from napo_lab import CONF_DIR
 from napo_lab.errors import report_error
 
 log = logging.getLogger("napo_lab")
+RUN_DIR_ENV = "NAPO_LAB_DDP_RUN_DIR"  # rank 0's run dir, inherited by the DDP ranks Lightning starts
 
 
 def _commit() -> str | None:
@@ -170,17 +171,22 @@ def execute(cfg: DictConfig) -> float | None:
     """Run one job with bookkeeping; return the optimised metric (for sweepers)."""
     overrides, multirun = _hydra_info()
     in_hydra = _in_hydra()
+    from napo_lab.pipeline import global_rank
+
+    rank = global_rank()
     try:
-        out_dir = _run_dir(cfg, overrides, multirun, in_hydra)
+        # DDP ranks > 0 (started later by Lightning's launcher, with rank 0's environment) use the
+        # directory rank 0 chose, so they resume the same checkpoint and never delete anything.
+        out_dir = (_run_dir(cfg, overrides, multirun, in_hydra) if rank == 0 or RUN_DIR_ENV not in os.environ
+                   else Path(os.environ[RUN_DIR_ENV]))
     except FileNotFoundError as err:
         sys.exit(report_error(err, debug=bool(cfg.get("debug", False))))
     out_dir.mkdir(parents=True, exist_ok=True)
     if out_dir != Path(cfg.paths.output_dir):
         cfg.paths.output_dir = str(out_dir)
     from napo_lab.lit.wandb import redact
-    from napo_lab.pipeline import global_rank
 
-    if global_rank() != 0:  # a DDP rank > 0 (re-run by Lightning's launcher): train, write nothing
+    if rank != 0:  # a DDP rank > 0: trains alongside rank 0, writes nothing
         train_and_evaluate(cfg, out_dir)
         return None
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
@@ -189,6 +195,7 @@ def execute(cfg: DictConfig) -> float | None:
             "model": cfg.model.name, "status": "running", "error": None, "commit": _commit(),
             "overrides": overrides, "pid": os.getpid(), "host": socket.gethostname()}
     write_json(out_dir / "run_info.json", info)
+    os.environ[RUN_DIR_ENV] = str(out_dir)
     start = time.perf_counter()
     try:
         metrics = train_and_evaluate(cfg, out_dir)

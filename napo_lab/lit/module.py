@@ -72,8 +72,14 @@ class RecLitModule(L.LightningModule):
             cached = self.ref_cache.lookup(batch)
             if cached is not None:
                 return cached.to(self.device), None
-        with torch.no_grad(), active_adapter(self.model, REFERENCE_ADAPTER):
-            ref, _, ref_cross = self._score(batch, cross)
+        # The reference is a fixed function: no dropout (in train mode LoRA dropout acts on every adapter).
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), active_adapter(self.model, REFERENCE_ADAPTER):
+                ref, _, ref_cross = self._score(batch, cross)
+        finally:
+            self.model.train(was_training)
         if self.ref_cache is not None and not cross:
             self.ref_cache.store(batch, ref)
         return ref, (ref_cross[0] if ref_cross is not None else None)
@@ -110,9 +116,11 @@ class RecLitModule(L.LightningModule):
                 f"non-finite training loss ({out.loss.item()}) at step {self.global_step}; lower the learning "
                 "rate or beta, or check the data. The last good checkpoint is kept.")
         bsz = len(batch["prompt_ids"])
-        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz)
+        # sync_dist: under DDP the logged values are the mean over ranks (the global batch), not rank 0's.
+        self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz, sync_dist=True)
         for name, value in out.metrics.items():
-            self.log(f"train/{name}", value.detach().float(), prog_bar=name == "rewards/accuracy", batch_size=bsz)
+            self.log(f"train/{name}", value.detach().float(), prog_bar=name == "rewards/accuracy", batch_size=bsz,
+                     sync_dist=True)
         return out.loss
 
     def configure_optimizers(self):

@@ -55,6 +55,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # a shared cache: readable by the other users of the machine
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

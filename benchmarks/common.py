@@ -1,0 +1,226 @@
+"""The pieces every benchmark task shares: a composed config, the model with a trainable and a
+frozen reference adapter, real batches, one timed training step, and peak-memory probes."""
+
+from __future__ import annotations
+
+import gc
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Model settings per benchmark mode. "quick": the tiny random Llama on the synthetic data (seconds,
+# no data directory). "full": the embedded SmolLM2-135M-Instruct on LastFM prompts. "1b": a
+# random-initialised ~1B Llama (bf16, SDPA) for --device cuda; untested here (no GPU).
+MODES: dict[str, dict[str, Any]] = {
+    "quick": {"overrides": ["model=tiny_random", "dataset=synthetic"]},
+    "full": {"overrides": ["model=smollm2_135m", "dataset=lastfm"]},
+    "1b": {"overrides": ["model=tiny_random", "dataset=lastfm", "model.hidden_size=2048",
+                         "model.intermediate_size=8192", "model.num_layers=16", "model.num_heads=32",
+                         "model.num_kv_heads=8", "model.dtype=bfloat16", "+model.max_positions=4096",
+                         "model.lora.dropout=0.0"]},
+}
+
+
+def compose(mode: str, cache_dir: str, extra: list[str] | None = None):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from napo_lab import CONF_DIR
+
+    out = Path(tempfile.mkdtemp(prefix="napo_bench_out"))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return hydra_compose("config", overrides=[f"paths.output_dir={out}", f"paths.cache_dir={cache_dir}",
+                                                  "logger=none", "trainer.enable_progress_bar=false",
+                                                  *MODES[mode]["overrides"], *(extra or [])])
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory probes
+# ---------------------------------------------------------------------------------------------
+def _status_kb(field_name: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class PeakMemory:
+    """Peak memory of one measured region.
+
+    CUDA: torch.cuda.max_memory_allocated after reset_peak_memory_stats. CPU: the process's peak
+    resident set (VmHWM), reset to the current RSS just before the region by writing 5 to
+    /proc/self/clear_refs; where that is not allowed, ru_maxrss (peak over the whole process life,
+    model loading included), and the method name says so.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.method = ""
+        self.baseline_mb = 0.0
+
+    def __enter__(self):
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline_mb = torch.cuda.memory_allocated() / 2**20
+            self.method = "cuda max_memory_allocated"
+            return self
+        self.baseline_mb = (_status_kb("VmRSS") or 0) / 1024
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.method = "peak RSS (VmHWM reset via clear_refs), fresh process"
+        except OSError:
+            self.method = "ru_maxrss (not resettable: includes model loading), fresh process"
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        elif self.method.startswith("peak RSS"):
+            self.peak_mb = (_status_kb("VmHWM") or 0) / 1024
+        else:
+            import resource
+
+            self.peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        self.growth_mb = max(0.0, self.peak_mb - self.baseline_mb)
+        return False
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------------------------------------
+# Model, data and batches
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Setup:
+    mode: str
+    device: str
+    cache_dir: str
+    threads: int | None = None
+    cfg: Any = None
+    model: Any = None
+    tokenizer: Any = None
+    prepared: Any = None
+    sft_path: Path | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def load(self, with_reference: bool = True) -> Setup:
+        import torch
+
+        from napo_lab import pipeline
+
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        self.cfg = compose(self.mode, self.cache_dir)
+        t = time.perf_counter()
+        self.prepared = pipeline.load_data(self.cfg)
+        self.model, self.tokenizer = pipeline.load_model(self.cfg)
+        if self.mode == "1b" and hasattr(self.model, "set_attn_implementation"):
+            try:
+                self.model.set_attn_implementation("sdpa")
+            except (ValueError, AttributeError):
+                pass
+        if with_reference:
+            # A saved copy of the adapter is the frozen reference (as the SFT adapter is in a run).
+            self.sft_path = Path(tempfile.mkdtemp(prefix="napo_bench_ref")) / "adapter"
+            pipeline.save_adapter(self.model, self.sft_path)
+            pipeline.attach_reference(self.model, self.sft_path)
+        self.model.to(self.device)
+        self.timings["load_s"] = time.perf_counter() - t
+        return self
+
+    def datamodule(self, k: int, batch_size: int = 1, train_limit: int | None = None,
+                   test_limit: int | None = None):
+        from napo_lab import pipeline
+        from napo_lab.data.datamodule import RecDataModule
+
+        ds = dict(pipeline.plain(self.cfg.dataset))
+        ds["train_limit"], ds["test_limit"] = train_limit, test_limit
+        return RecDataModule(self.prepared, self.tokenizer, ds, k, {"strategy": "in_prompt"}, batch_size,
+                             batch_size, 0, int(self.cfg.seed), bool(self.cfg.model.get("chat_template", False)))
+
+    def train_batch(self, k: int, batch_size: int, truncate_prompt: int | None = None):
+        from napo_lab.data.datamodule import collate_train
+
+        dm = self.datamodule(k)
+        examples = [dm.train_dataset[(0, i)] for i in range(batch_size)]
+        if truncate_prompt:
+            for e in examples:
+                e["prompt_ids"] = e["prompt_ids"][-truncate_prompt:]
+        return collate_train(examples, dm.max_history)
+
+    def loss(self, name: str):
+        from hydra.utils import instantiate
+
+        cfg = compose(self.mode, self.cache_dir, [f"loss={name.removesuffix('_ref')}"])
+        obj = instantiate(cfg.loss.objective)
+        if name == "sdpo":
+            # The policy-only step: the reference comes from the reference cache (see docs/performance.md).
+            obj.needs_reference = False
+            if hasattr(obj, "use_reference"):
+                obj.use_reference = False
+        return obj
+
+    def module(self, loss, layout: str):
+        import torch
+
+        from napo_lab.lit.module import RecLitModule
+
+        seqrec = None
+        if getattr(loss, "needs_sequential_model", False):
+            from napo_lab.models.seqrec.factory import build_seqrec
+
+            torch.manual_seed(0)
+            seqrec = build_seqrec(self.cfg.seqrec, self.prepared.n_items)  # untrained: cost only
+            seqrec.eval()
+        module = RecLitModule(self.model, loss, self.tokenizer.pad_token_id, {"lr": 1e-4}, layout, "preference",
+                              seqrec, torch.tensor(self.prepared.train_counts, dtype=torch.float32))
+        module.to(self.device)
+        module.train()
+        return module
+
+
+def make_optimizer(module):
+    import torch
+
+    params = [p for p in module.model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=1e-5)
+
+
+def train_step(module, opt, batch, device: str) -> float:
+    """One optimisation step: log-probs (policy, with gradients), loss, backward, AdamW. Seconds."""
+    sync(device)
+    t = time.perf_counter()
+    out = module.compute_loss(batch)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    sync(device)
+    return time.perf_counter() - t
+
+
+def env_info() -> dict[str, Any]:
+    import platform
+
+    import torch
+
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "machine": platform.machine(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}

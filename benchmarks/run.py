@@ -1,0 +1,304 @@
+"""`python -m benchmarks.run` (`make bench`): speed and memory of the log-prob layouts, NAPO's exact
+sharing, ranking vs generation evaluation and the reference cache, side by side in one run.
+
+    python -m benchmarks.run            # SmolLM2-135M on LastFM prompts, CPU (< 15 min on 2 cores)
+    python -m benchmarks.run --quick    # tiny random model on synthetic data, in-process (seconds)
+    python -m benchmarks.run --device cuda --model-config 1b   # random ~1B Llama, bf16, SDPA (untested)
+
+Training variants run one step per fresh subprocess (its peak memory is its own), in rounds that
+interleave the variants (the order rotates each round); a round is repeated while the time budget
+allows, and every number is the median over rounds. Writes bench.csv, bench.md and bench.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.tasks import median
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny random model, synthetic data, in-process")
+    ap.add_argument("--device", default="cpu", help="cpu | cuda")
+    ap.add_argument("--model-config", default="smollm2", choices=["smollm2", "1b"],
+                    help="smollm2: the embedded SmolLM2-135M; 1b: a random-initialised ~1B Llama (bf16, SDPA)")
+    ap.add_argument("--ks", default="1,3,7,15", help="negatives per prompt for the layout sweep")
+    ap.add_argument("--batch", type=int, default=1, help="prompts per step in the layout sweep")
+    ap.add_argument("--napo-batch", type=int, default=8)
+    ap.add_argument("--napo-k", type=int, default=3)
+    ap.add_argument("--eval-users", type=int, default=8)
+    ap.add_argument("--eval-batch", type=int, default=8)
+    ap.add_argument("--eval-repeats", type=int, default=1)
+    ap.add_argument("--max-new-tokens", type=int, default=20)
+    ap.add_argument("--ref-examples", type=int, default=4)
+    ap.add_argument("--ref-batch", type=int, default=2)
+    ap.add_argument("--ref-k", type=int, default=3)
+    ap.add_argument("--ref-repeats", type=int, default=1)
+    ap.add_argument("--min-rounds", type=int, default=1)
+    ap.add_argument("--max-rounds", type=int, default=3)
+    ap.add_argument("--budget-s", type=float, default=780.0,
+                    help="start another round of training variants only while the run stays within this")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")
+    ap.add_argument("--cache-dir", default=os.environ.get("NAPO_LAB_CACHE_DIR")
+                    or str(Path.home() / ".cache" / "napo_lab"))
+    ap.add_argument("--out", default=None, help="output directory (default benchmarks/results[/quick])")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.inprocess = True
+        args.min_rounds = args.max_rounds = 2
+        args.eval_users, args.eval_batch, args.max_new_tokens = 4, 4, 8
+    if args.out is None:
+        args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
+    return args
+
+
+def mode_of(args) -> str:
+    return "quick" if args.quick else ("1b" if args.model_config == "1b" else "full")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running tasks
+# ---------------------------------------------------------------------------------------------
+class Runner:
+    def __init__(self, args):
+        self.args, self.mode = args, mode_of(args)
+        self.setup = None
+
+    def base(self) -> dict[str, Any]:
+        return {"mode": self.mode, "device": self.args.device, "cache_dir": self.args.cache_dir,
+                "threads": self.args.threads}
+
+    def __call__(self, spec: dict[str, Any]) -> dict[str, Any]:
+        spec = {**self.base(), **spec}
+        if self.args.inprocess:
+            from benchmarks.common import Setup
+            from benchmarks.tasks import TASKS
+
+            if self.setup is None:
+                self.setup = Setup(self.mode, self.args.device, self.args.cache_dir, self.args.threads).load()
+            return TASKS[spec["task"]](self.setup, spec)
+        from benchmarks.worker import PREFIX
+
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=900)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PREFIX)]
+        if proc.returncode or not lines:
+            raise RuntimeError(f"benchmark worker failed ({spec}):\n{proc.stderr[-3000:]}")
+        return json.loads(lines[-1][len(PREFIX):])
+
+
+def train_variants(args) -> list[dict[str, Any]]:
+    out = []
+    for k in [int(x) for x in args.ks.split(",")]:
+        for layout in ("shared_prefix", "duplicate"):
+            out.append({"task": "train", "section": "layout", "name": f"{layout} K={k}", "layout": layout,
+                        "k": k, "batch": args.batch, "loss": "sdpo"})
+    out.append({"task": "train", "section": "napo", "name": f"NAPO share=exact (shared_prefix) B={args.napo_batch}",
+                "layout": "shared_prefix", "k": args.napo_k, "batch": args.napo_batch, "loss": "napo"})
+    out.append({"task": "train", "section": "napo", "name": f"S-DPO duplicate B={args.napo_batch}",
+                "layout": "duplicate", "k": args.napo_k, "batch": args.napo_batch, "loss": "sdpo"})
+    return out
+
+
+def run_all(args) -> dict[str, Any]:
+    runner = Runner(args)
+    variants = train_variants(args)
+    samples: dict[str, list[dict[str, Any]]] = {v["name"]: [] for v in variants}
+    start = time.perf_counter()
+    rounds, round_s = 0, 0.0
+    eval_res = ref_res = None
+    while rounds < args.max_rounds:
+        elapsed = time.perf_counter() - start
+        if rounds >= args.min_rounds and elapsed + round_s > args.budget_s:
+            break
+        t0 = time.perf_counter()
+        order = variants[rounds % len(variants):] + variants[: rounds % len(variants)]
+        if rounds % 2:
+            order = order[::-1]
+        for v in order:
+            res = runner(v)
+            samples[v["name"]].append(res)
+            print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s  peak {res['peak_mb']:8.0f} MB"
+                  f"  (+{res['growth_mb']:.0f} MB)", flush=True)
+        round_s = time.perf_counter() - t0
+        rounds += 1
+        if eval_res is None:
+            eval_res = runner({"task": "eval", "users": args.eval_users, "batch": args.eval_batch,
+                               "repeats": args.eval_repeats, "max_new_tokens": args.max_new_tokens})
+            print(f"  eval: ranking {median(eval_res['per_user']['ranking']):.3f} s/user, generation "
+                  f"{median(eval_res['per_user']['generation']):.3f} s/user", flush=True)
+            ref_res = runner({"task": "refcache", "examples": args.ref_examples, "batch": args.ref_batch,
+                              "k": args.ref_k, "repeats": args.ref_repeats})
+            print("  reference cache: " + ", ".join(f"{k} {median(v):.2f} s" for k, v in ref_res["epoch_s"].items()),
+                  flush=True)
+    return {"variants": variants, "samples": samples, "rounds": rounds, "eval": eval_res, "refcache": ref_res,
+            "wall_s": time.perf_counter() - start}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------
+def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for v in res["variants"]:
+        s = res["samples"][v["name"]]
+        secs = [x["seconds"] for x in s]
+        rows.append({"section": v["section"], "variant": v["name"], "layout": v["layout"], "loss": v["loss"],
+                     "k": v["k"], "batch": v["batch"], "repeats": len(s), "median_s": median(secs),
+                     "min_s": min(secs), "max_s": max(secs), "unit": "s/step",
+                     "peak_mb": median([x["peak_mb"] for x in s]), "growth_mb": median([x["growth_mb"] for x in s]),
+                     "mem_method": s[0]["mem_method"]})
+    ev = res["eval"]
+    for name, vals in ev["per_user"].items():
+        rows.append({"section": "eval", "variant": name, "layout": "shared_prefix" if name == "ranking" else "generate",
+                     "loss": "", "k": 19, "batch": ev["users"], "repeats": len(vals), "median_s": median(vals),
+                     "min_s": min(vals), "max_s": max(vals), "unit": "s/user", "peak_mb": "", "growth_mb": "",
+                     "mem_method": ""})
+    rc = res["refcache"]
+    for name, vals in rc["epoch_s"].items():
+        rows.append({"section": "refcache", "variant": name, "layout": "shared_prefix", "loss": "sdpo (reference)",
+                     "k": None, "batch": rc["examples"], "repeats": len(vals), "median_s": median(vals),
+                     "min_s": min(vals), "max_s": max(vals), "unit": "s/epoch", "peak_mb": "", "growth_mb": "",
+                     "mem_method": ""})
+    return rows
+
+
+def targets(rows: list[dict[str, Any]], ks: list[int]) -> list[tuple[str, str, bool | None]]:
+    by = {r["variant"]: r for r in rows}
+
+    def t(name):
+        return by[name]["median_s"] if name in by else None
+
+    out = []
+    for k, goal in ((3, 3.0), (15, 8.0)):
+        d, s = t(f"duplicate K={k}"), t(f"shared_prefix K={k}")
+        if d and s:
+            out.append((f"shared-prefix >= {goal:g}x faster than duplicate at K={k}", f"{d / s:.2f}x", d / s >= goal))
+    napo = next((r for r in rows if r["variant"].startswith("NAPO")), None)
+    sdpo = next((r for r in rows if r["variant"].startswith("S-DPO duplicate")), None)
+    if napo and sdpo:
+        ratio = napo["median_s"] / sdpo["median_s"]
+        out.append(("NAPO share=exact costs no more than S-DPO duplicate (K=3)", f"NAPO/S-DPO = {ratio:.2f}",
+                    ratio <= 1.0))
+    r, g = t("ranking"), t("generation")
+    if r and g:
+        out.append(("ranking evaluation >= 3x faster per user than generation", f"{g / r:.2f}x", g / r >= 3.0))
+    lo, hi = by.get(f"shared_prefix K={min(ks)}"), by.get(f"shared_prefix K={max(ks)}")
+    if lo and hi and lo["peak_mb"] and hi["peak_mb"]:
+        ratio = hi["peak_mb"] / lo["peak_mb"]
+        growth = (f"; step growth {hi['growth_mb']:.0f} vs {lo['growth_mb']:.0f} MB"
+                  f" = {hi['growth_mb'] / max(lo['growth_mb'], 1e-9):.2f}x")
+        out.append((f"shared-prefix peak memory at K={max(ks)} <= 1.5x that at K={min(ks)}",
+                    f"{ratio:.2f}x (peak {hi['peak_mb']:.0f} vs {lo['peak_mb']:.0f} MB{growth})", ratio <= 1.5))
+    c, w = t("no cache"), t("warm cache")
+    if c and w:
+        out.append(("reference cache: warm-cache epoch faster than no-cache epoch (no numeric target)",
+                    f"{c / w:.2f}x", c > w))
+    return out
+
+
+def _fmt(x, nd=3):
+    return "" if x in ("", None) else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+
+def markdown(rows, tg, meta) -> str:
+    lines = [f"Model: {meta['model']}; data: {meta['data']}; device: {meta['device']}; torch threads: "
+             f"{meta['env']['threads']} ({meta['env']['cpus']} CPUs); rounds: {meta['rounds']}; wall: "
+             f"{meta['wall_s']:.0f} s. Times are medians over rounds (min-max in brackets).", ""]
+    lines += ["| section | variant | K | batch | n | median | (min-max) | unit | peak MB | step growth MB |",
+              "|---|---|---:|---:|---:|---:|---|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['section']} | {r['variant']} | {_fmt(r['k'])} | {r['batch']} | {r['repeats']} | "
+                     f"{_fmt(r['median_s'])} | ({_fmt(r['min_s'])}-{_fmt(r['max_s'])}) | {r['unit']} | "
+                     f"{_fmt(r['peak_mb'], 0)} | {_fmt(r['growth_mb'], 0)} |")
+    lines += ["", f"Memory: {next((r['mem_method'] for r in rows if r['mem_method']), 'n/a')}.", "",
+              "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in tg]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows, path: Path, ks: list[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by = {r["variant"]: r for r in rows}
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for layout in ("shared_prefix", "duplicate"):
+        pts = [(k, by[f"{layout} K={k}"]) for k in ks if f"{layout} K={k}" in by]
+        axes[0].plot([k for k, _ in pts], [r["median_s"] for _, r in pts], "o-", label=layout)
+        axes[1].plot([k for k, _ in pts], [r["peak_mb"] for _, r in pts], "o-", label=layout)
+    axes[0].set(title="training step (batch of prompts)", xlabel="K negatives", ylabel="s/step")
+    axes[1].set(title="peak memory of the step", xlabel="K negatives", ylabel="MB")
+    for ax in axes[:2]:
+        ax.legend()
+        ax.set_xticks(ks)
+    for ax, section, title in ((axes[2], "napo", "NAPO exact vs S-DPO duplicate (K=3)"),
+                               (axes[3], "eval", "evaluation, s per user")):
+        sel = [r for r in rows if r["section"] == section]
+        ax.bar([r["variant"].replace(" (shared_prefix)", "\n").replace(" B=", "\nB=") for r in sel],
+               [r["median_s"] for r in sel], color=["tab:blue", "tab:orange"][: len(sel)])
+        ax.set(title=title, ylabel=sel[0]["unit"] if sel else "")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    ks = [int(x) for x in args.ks.split(",")]
+    mode = mode_of(args)
+    model = {"quick": "tiny random Llama", "full": "SmolLM2-135M-Instruct (fp32)",
+             "1b": "random-initialised ~1B Llama (bf16, SDPA)"}[mode]
+    data = "synthetic" if mode == "quick" else "LastFM"
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            print("--device cuda: CUDA is not available here", file=sys.stderr)
+            return 2
+    print(f"benchmark: {model} on {data} prompts, device {args.device}, "
+          f"{'in-process' if args.inprocess else 'one fresh subprocess per training variant and round'}\n"
+          f"  layout sweep: K in {ks}, {args.batch} prompt(s) per step; NAPO/S-DPO: batch {args.napo_batch}, "
+          f"K={args.napo_k}\n  eval: {args.eval_users} users, batch {args.eval_batch}, "
+          f"max_new_tokens {args.max_new_tokens}; reference cache: {args.ref_examples} examples, batch "
+          f"{args.ref_batch}, K={args.ref_k}\n  rounds {args.min_rounds}..{args.max_rounds} within "
+          f"{args.budget_s:.0f} s", flush=True)
+    res = run_all(args)
+    from benchmarks.common import env_info
+
+    rows = rows_of(res)
+    tg = targets(rows, ks)
+    meta = {"model": model, "data": data, "device": args.device, "env": env_info(), "rounds": res["rounds"],
+            "wall_s": res["wall_s"], "args": vars(args)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "bench.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    md = markdown(rows, tg, meta)
+    (out / "bench.md").write_text(md)
+    (out / "bench.json").write_text(json.dumps({"meta": meta, "raw": res}, indent=1, default=str))
+    plot(rows, out / "bench.png", ks)
+    print()
+    print(md)
+    print(f"written: {out / 'bench.csv'}, {out / 'bench.md'}, {out / 'bench.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
