@@ -61,6 +61,7 @@ class PeakMemory:
 
     def __init__(self, device: str):
         self.device = device
+        self.where = "fresh process" if os.environ.get("NAPO_BENCH_WORKER") else "shared process (--inprocess)"
         self.method = ""
         self.baseline_mb = 0.0
 
@@ -77,9 +78,9 @@ class PeakMemory:
         self.baseline_mb = (_status_kb("VmRSS") or 0) / 1024
         try:
             Path("/proc/self/clear_refs").write_text("5")
-            self.method = "peak RSS (VmHWM reset via clear_refs), fresh process"
+            self.method = f"peak RSS (VmHWM reset via clear_refs), {self.where}"
         except OSError:
-            self.method = "ru_maxrss (not resettable: includes model loading), fresh process"
+            self.method = f"ru_maxrss (not resettable: includes model loading), {self.where}"
         return self
 
     def __exit__(self, *exc):

@@ -57,7 +57,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.quick:
         args.inprocess = True
-        args.min_rounds = args.max_rounds = 2
+        args.max_rounds = min(args.max_rounds, 2)
+        args.min_rounds = args.max_rounds
         args.eval_users, args.eval_batch, args.max_new_tokens = 4, 4, 8
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
@@ -92,7 +93,8 @@ class Runner:
         from benchmarks.worker import PREFIX
 
         proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=900)
+                              capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "NAPO_BENCH_WORKER": "1"})
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PREFIX)]
         if proc.returncode or not lines:
             raise RuntimeError(f"benchmark worker failed ({spec}):\n{proc.stderr[-3000:]}")

@@ -1,0 +1,66 @@
+"""Every option of every config group composes with the real Hydra tree, and means what it says."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from napo_lab import CONF_DIR
+from napo_lab.checks import validate
+
+GROUPS = ["dataset", "model", "loss", "strategy", "trainer", "logger", "eval", "paths"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_group_option_composes(group, option):
+    cfg = _compose(f"{group}={option}", "paths.output_dir=/tmp/x")
+    assert cfg[group] is not None
+    if group == "model":
+        assert cfg.model.kind in ("llm", "seqrec") and cfg.model.name
+        if cfg.model.kind == "llm":
+            assert set(cfg.model.lora) >= {"r", "alpha", "dropout", "target_modules"}
+    if group == "dataset":
+        assert cfg.dataset.n_candidates == 20 and cfg.dataset.max_history == 10
+    if group == "loss":
+        assert cfg.loss.stage in ("sft", "preference")
+        assert hasattr(instantiate(cfg.loss.objective), "needs_reference")
+
+
+def test_default_main_job_is_cpu_sized_lastfm_with_the_embedded_model():
+    cfg = _compose("paths.output_dir=/tmp/x")
+    assert cfg.model.name == "smollm2_135m" and cfg.model.source == "gguf_package"
+    assert cfg.dataset.name == "lastfm" and cfg.dataset.test_split == "test_llara"
+    assert cfg.loss.name == "napo"
+    assert cfg.sft.train_limit <= 512 and cfg.pref.train_limit <= 512
+    validate(cfg)
+
+
+def test_lora_defaults_are_s_dpo_settings():
+    lora = _compose("paths.output_dir=/tmp/x").model.lora
+    assert (lora.r, lora.alpha, lora.dropout) == (8, 32, 0.1)
+    assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@pytest.mark.parametrize("preset, hub_id", [
+    ("llama2_7b", "meta-llama/Llama-2-7b-hf"), ("llama3_8b_instruct", "meta-llama/Meta-Llama-3-8B-Instruct"),
+    ("qwen2_5_0_5b_instruct", "Qwen/Qwen2.5-0.5B-Instruct"), ("qwen2_5_1_5b_instruct", "Qwen/Qwen2.5-1.5B-Instruct"),
+    ("qwen2_5_7b_instruct", "Qwen/Qwen2.5-7B-Instruct")])
+def test_model_presets(preset, hub_id):
+    m = _compose(f"model={preset}", "paths.output_dir=/tmp/x").model
+    assert m.name_or_path == hub_id and m.dtype == "bf16" and m.source == "hub"
+    assert m.chat_template is (preset != "llama2_7b")
+
+
+def test_data_dir_defaults_to_the_environment(monkeypatch):
+    monkeypatch.setenv("NAPO_LAB_DATA_DIR", "/some/where")
+    assert _compose("paths.output_dir=/tmp/x").paths.data_dir == "/some/where"

@@ -1,0 +1,160 @@
+"""Shared-prefix log-probs equal the duplicated layout and a naive full forward (values and LoRA
+gradients, fp32, within 1e-5), for prompts of different lengths and uneven completion counts; NAPO's
+cross layout (every pool item under every prompt); only completion positions reach the LM head;
+choose_layout falls back to duplicate where shared-prefix cannot work, and says so."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from napo_lab.lit.module import RecLitModule
+from napo_lab.models.llm import apply_lora, load_llm
+from napo_lab.models.logprobs import causal_lm, choose_layout, completion_logps
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tok = load_llm({"source": "tiny_random", "hidden_size": 32, "intermediate_size": 64, "num_layers": 2,
+                           "num_heads": 4, "num_kv_heads": 2, "dtype": "float32"}, cache_dir=".")
+    model = apply_lora(model, {"r": 4, "alpha": 8, "dropout": 0.0,
+                               "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                  "down_proj"]})
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:  # LoRA B starts at zero; make the adapter matter
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    model.eval()
+    return model, tok
+
+
+def _data(vocab: int):
+    g = torch.Generator().manual_seed(0)
+
+    def ids(n):
+        return torch.randint(3, vocab, (n,), generator=g).tolist()
+
+    prompts = [ids(7), ids(23), ids(13)]  # different lengths
+    completions = [[ids(3), ids(5), ids(1), ids(4)], [ids(2)], [ids(6), ids(2), ids(3)]]  # 4, 1, 3 completions
+    return prompts, completions
+
+
+def _lora_grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+
+def _run(model, prompts, completions, pad, layout, weights):
+    model.zero_grad(set_to_none=True)
+    logps, lengths = completion_logps(model, prompts, completions, pad, layout)
+    (logps * weights).sum().backward()
+    return logps.detach(), lengths, _lora_grads(model)
+
+
+def _naive(model, prompt, completion) -> torch.Tensor:
+    """Full-vocabulary log-softmax over the whole (prompt + completion) sequence of the HF model."""
+    ids = torch.tensor([list(prompt) + list(completion)])
+    logits = causal_lm(model)(input_ids=ids).logits[0].float()
+    logp = torch.log_softmax(logits[:-1], dim=-1)
+    targets = ids[0, 1:]
+    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return picked[len(prompt) - 1:].sum()
+
+
+def test_shared_prefix_equals_duplicate_values_and_gradients(tiny):
+    model, tok = tiny
+    prompts, completions = _data(len(tok))
+    weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    lp_s, len_s, g_s = _run(model, prompts, completions, tok.pad_token_id, "shared_prefix", weights)
+    lp_d, len_d, g_d = _run(model, prompts, completions, tok.pad_token_id, "duplicate", weights)
+    assert lp_s.shape == (3, 4) and torch.equal(len_s, len_d)
+    assert torch.equal(len_s[1], torch.tensor([2, 0, 0, 0]))  # missing slots: length 0, log-prob 0
+    assert torch.allclose(lp_s, lp_d, atol=TOL, rtol=0)
+    assert g_s.keys() == g_d.keys() and len(g_s) > 0
+    assert any(float(g.abs().max()) > 1e-4 for g in g_s.values())
+    for name in g_s:
+        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=0), name
+
+
+def test_both_layouts_equal_a_naive_full_forward(tiny):
+    model, tok = tiny
+    prompts, completions = _data(len(tok))
+    with torch.no_grad():
+        lp_s, _ = completion_logps(model, prompts, completions, tok.pad_token_id, "shared_prefix")
+        lp_d, _ = completion_logps(model, prompts, completions, tok.pad_token_id, "duplicate")
+        for b, comps in enumerate(completions):
+            for j, c in enumerate(comps):
+                ref = _naive(model, prompts[b], c)
+                assert abs(float(lp_s[b, j] - ref)) < TOL
+                assert abs(float(lp_d[b, j] - ref)) < TOL
+
+
+def test_napo_cross_layout_every_pool_item_under_every_prompt(tiny):
+    model, tok = tiny
+    prompts, completions = _data(len(tok))
+    width = max(len(c) for c in completions)
+    item_ids = torch.full((3, width), -1, dtype=torch.long)
+    for b, comps in enumerate(completions):
+        item_ids[b, : len(comps)] = torch.arange(len(comps)) + 10 * b
+    batch = {"prompt_ids": prompts, "completion_ids": completions, "item_ids": item_ids, "mask": item_ids >= 0}
+    out = {}
+    for layout in ("shared_prefix", "duplicate"):
+        module = RecLitModule(model, torch.nn.Identity(), tok.pad_token_id, {}, layout)
+        model.zero_grad(set_to_none=True)
+        own, _, (cross, cross_len) = module._score(batch, cross=True)
+        assert cross.shape == (3, 3, width)
+        (cross * batch["mask"].unsqueeze(0)).sum().backward()
+        out[layout] = (own.detach(), cross.detach(), _lora_grads(model))
+    own_s, cross_s, g_s = out["shared_prefix"]
+    own_d, cross_d, g_d = out["duplicate"]
+    valid = batch["mask"].unsqueeze(0).expand(3, -1, -1)
+    assert torch.allclose(cross_s[valid], cross_d[valid], atol=TOL, rtol=0)
+    for name in g_s:
+        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=0), name
+    with torch.no_grad():
+        for i in range(3):  # prompt of user i
+            for j, comps in enumerate(completions):  # user j's completions
+                for k, c in enumerate(comps):
+                    assert abs(float(cross_s[i, j, k] - _naive(model, prompts[i], c))) < TOL
+    assert torch.allclose(own_s, torch.stack([cross_s[i, i] for i in range(3)]))
+
+
+@pytest.mark.parametrize("layout", ["shared_prefix", "duplicate"])
+def test_only_completion_positions_reach_the_lm_head(tiny, layout):
+    model, tok = tiny
+    prompts, completions = _data(len(tok))
+    rows = []
+    head = causal_lm(model).get_output_embeddings()
+    handle = head.register_forward_hook(lambda mod, inp, out: rows.append(inp[0].shape[:-1].numel()))
+    try:
+        with torch.no_grad():
+            completion_logps(model, prompts, completions, tok.pad_token_id, layout)
+    finally:
+        handle.remove()
+    flat = [c for cs in completions for c in cs]
+    # one row per completion slot (padded to the longest completion), none for prompt tokens
+    assert sum(rows) == len(flat) * max(len(c) for c in flat)
+    assert sum(rows) < sum(len(p) for p in prompts) + sum(len(c) for c in flat)
+
+
+def test_choose_layout_falls_back_and_says_why(tiny, caplog):
+    model, _ = tiny
+    assert choose_layout("shared_prefix", model) == "shared_prefix"
+    assert choose_layout("duplicate", model) == "duplicate"
+    with caplog.at_level(logging.INFO, logger="napo_lab.models.logprobs"):
+        assert choose_layout("shared_prefix", model, "fsdp") == "duplicate"
+    assert "fsdp" in caplog.text
+    caplog.clear()
+    lm = causal_lm(model)
+    lm.gradient_checkpointing_enable()
+    try:
+        with caplog.at_level(logging.INFO, logger="napo_lab.models.logprobs"):
+            assert choose_layout("shared_prefix", model) == "duplicate"
+        assert "gradient checkpointing" in caplog.text
+    finally:
+        lm.gradient_checkpointing_disable()
+    assert choose_layout("shared_prefix", model) == "shared_prefix"
