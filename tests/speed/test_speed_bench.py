@@ -1,0 +1,22 @@
+"""`python -m benchmarks.run --quick` end to end (tiny model, in-process): CSV, markdown and PNG."""
+
+from __future__ import annotations
+
+import csv
+
+from benchmarks.run import main
+
+
+def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys):
+    out = tmp_path / "bench"
+    code = main(["--quick", "--ks", "1,3", "--napo-batch", "2", "--eval-users", "2", "--ref-examples", "2",
+                 "--max-rounds", "1", "--cache-dir", str(cache_dir), "--out", str(out)])
+    assert code == 0
+    rows = list(csv.DictReader(open(out / "bench.csv")))
+    variants = {r["variant"] for r in rows}
+    assert {"shared_prefix K=1", "duplicate K=3", "ranking", "generation", "no cache", "warm cache"} <= variants
+    assert all(float(r["median_s"]) > 0 for r in rows)
+    md = (out / "bench.md").read_text()
+    assert "| target | measured | met |" in md and "shared-prefix >= 3x faster" in md
+    assert (out / "bench.png").stat().st_size > 1000
+    assert "| section | variant |" in capsys.readouterr().out
