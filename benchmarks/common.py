@@ -205,16 +205,33 @@ def make_optimizer(module):
     return torch.optim.AdamW(params, lr=1e-5)
 
 
-def train_step(module, opt, batch, device: str) -> float:
-    """One optimisation step: log-probs (policy, with gradients), loss, backward, AdamW. Seconds."""
-    sync(device)
-    t = time.perf_counter()
-    out = module.compute_loss(batch)
-    out.loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    sync(device)
-    return time.perf_counter() - t
+class Timer:
+    """Wall seconds and this process's CPU seconds (all its threads) of a region. On a CPU shared with
+    other jobs the CPU seconds measure the work done; wall seconds also count the waiting."""
+
+    def __init__(self, device: str):
+        self.device = device
+
+    def __enter__(self):
+        sync(self.device)
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        sync(self.device)
+        self.wall, self.cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
+        return False
+
+
+def train_step(module, opt, batch, device: str) -> tuple[float, float]:
+    """One optimisation step: log-probs (policy, with gradients), loss, backward, AdamW.
+    Returns (wall seconds, CPU seconds)."""
+    with Timer(device) as t:
+        out = module.compute_loss(batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return t.wall, t.cpu
 
 
 def env_info() -> dict[str, Any]:

@@ -49,7 +49,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--max-rounds", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=780.0,
                     help="start another round of training variants only while the run stays within this")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: on a CPU shared with other jobs a second thread mostly "
+                         "spin-waits; 0 = torch's default)")
     ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")
     ap.add_argument("--cache-dir", default=os.environ.get("NAPO_LAB_CACHE_DIR")
                     or str(Path.home() / ".cache" / "napo_lab"))
@@ -132,19 +134,22 @@ def run_all(args) -> dict[str, Any]:
         for v in order:
             res = runner(v)
             samples[v["name"]].append(res)
-            print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s  peak {res['peak_mb']:8.0f} MB"
+            print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s wall {res['cpu_s']:8.2f} s CPU"
+                  f"  peak {res['peak_mb']:8.0f} MB"
                   f"  (+{res['growth_mb']:.0f} MB)", flush=True)
         round_s = time.perf_counter() - t0
         rounds += 1
         if eval_res is None:
             eval_res = runner({"task": "eval", "users": args.eval_users, "batch": args.eval_batch,
                                "repeats": args.eval_repeats, "max_new_tokens": args.max_new_tokens})
-            print(f"  eval: ranking {median(eval_res['per_user']['ranking']):.3f} s/user, generation "
-                  f"{median(eval_res['per_user']['generation']):.3f} s/user", flush=True)
+            print("  eval (wall, CPU s/user): " + ", ".join(
+                f"{k} {median([w for w, _ in v]):.3f}, {median([c for _, c in v]):.3f}"
+                for k, v in eval_res["per_user"].items()), flush=True)
             ref_res = runner({"task": "refcache", "examples": args.ref_examples, "batch": args.ref_batch,
                               "k": args.ref_k, "repeats": args.ref_repeats})
-            print("  reference cache: " + ", ".join(f"{k} {median(v):.2f} s" for k, v in ref_res["epoch_s"].items()),
-                  flush=True)
+            print("  reference cache (wall, CPU s/epoch): " + ", ".join(
+                f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
+                for k, v in ref_res["epoch_s"].items()), flush=True)
     return {"variants": variants, "samples": samples, "rounds": rounds, "eval": eval_res, "refcache": ref_res,
             "wall_s": time.perf_counter() - start}
 
@@ -152,36 +157,37 @@ def run_all(args) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------------------------
+def _stats(wall: list[float], cpu: list[float]) -> dict[str, Any]:
+    return {"repeats": len(wall), "median_s": median(wall), "min_s": min(wall), "max_s": max(wall),
+            "median_cpu_s": median(cpu), "min_cpu_s": min(cpu), "max_cpu_s": max(cpu)}
+
+
 def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for v in res["variants"]:
         s = res["samples"][v["name"]]
-        secs = [x["seconds"] for x in s]
         rows.append({"section": v["section"], "variant": v["name"], "layout": v["layout"], "loss": v["loss"],
-                     "k": v["k"], "batch": v["batch"], "repeats": len(s), "median_s": median(secs),
-                     "min_s": min(secs), "max_s": max(secs), "unit": "s/step",
-                     "peak_mb": median([x["peak_mb"] for x in s]), "growth_mb": median([x["growth_mb"] for x in s]),
-                     "mem_method": s[0]["mem_method"]})
+                     "k": v["k"], "batch": v["batch"], **_stats([x["seconds"] for x in s], [x["cpu_s"] for x in s]),
+                     "unit": "s/step", "peak_mb": median([x["peak_mb"] for x in s]),
+                     "growth_mb": median([x["growth_mb"] for x in s]), "mem_method": s[0]["mem_method"]})
     ev = res["eval"]
     for name, vals in ev["per_user"].items():
         rows.append({"section": "eval", "variant": name, "layout": "shared_prefix" if name == "ranking" else "generate",
-                     "loss": "", "k": 19, "batch": ev["users"], "repeats": len(vals), "median_s": median(vals),
-                     "min_s": min(vals), "max_s": max(vals), "unit": "s/user", "peak_mb": "", "growth_mb": "",
-                     "mem_method": ""})
+                     "loss": "", "k": 19, "batch": ev["users"], **_stats([w for w, _ in vals], [c for _, c in vals]),
+                     "unit": "s/user", "peak_mb": "", "growth_mb": "", "mem_method": ""})
     rc = res["refcache"]
     for name, vals in rc["epoch_s"].items():
         rows.append({"section": "refcache", "variant": name, "layout": "shared_prefix", "loss": "sdpo (reference)",
-                     "k": None, "batch": rc["examples"], "repeats": len(vals), "median_s": median(vals),
-                     "min_s": min(vals), "max_s": max(vals), "unit": "s/epoch", "peak_mb": "", "growth_mb": "",
-                     "mem_method": ""})
+                     "k": None, "batch": rc["examples"], **_stats([w for w, _ in vals], [c for _, c in vals]),
+                     "unit": "s/epoch", "peak_mb": "", "growth_mb": "", "mem_method": ""})
     return rows
 
 
 def targets(rows: list[dict[str, Any]], ks: list[int]) -> list[tuple[str, str, bool | None]]:
     by = {r["variant"]: r for r in rows}
 
-    def t(name):
-        return by[name]["median_s"] if name in by else None
+    def t(name):  # CPU seconds: the work done, robust to other jobs on a shared CPU
+        return by[name]["median_cpu_s"] if name in by else None
 
     out = []
     for k, goal in ((3, 3.0), (15, 8.0)):
@@ -191,7 +197,7 @@ def targets(rows: list[dict[str, Any]], ks: list[int]) -> list[tuple[str, str, b
     napo = next((r for r in rows if r["variant"].startswith("NAPO")), None)
     sdpo = next((r for r in rows if r["variant"].startswith("S-DPO duplicate")), None)
     if napo and sdpo:
-        ratio = napo["median_s"] / sdpo["median_s"]
+        ratio = napo["median_cpu_s"] / sdpo["median_cpu_s"]
         out.append(("NAPO share=exact costs no more than S-DPO duplicate (K=3)", f"NAPO/S-DPO = {ratio:.2f}",
                     ratio <= 1.0))
     r, g = t("ranking"), t("generation")
@@ -218,12 +224,13 @@ def _fmt(x, nd=3):
 def markdown(rows, tg, meta) -> str:
     lines = [f"Model: {meta['model']}; data: {meta['data']}; device: {meta['device']}; torch threads: "
              f"{meta['env']['threads']} ({meta['env']['cpus']} CPUs); rounds: {meta['rounds']}; wall: "
-             f"{meta['wall_s']:.0f} s. Times are medians over rounds (min-max in brackets).", ""]
-    lines += ["| section | variant | K | batch | n | median | (min-max) | unit | peak MB | step growth MB |",
-              "|---|---|---:|---:|---:|---:|---|---|---:|---:|"]
+             f"{meta['wall_s']:.0f} s. Times are medians over rounds; CPU = this process's CPU seconds (the "
+             "work done; the targets use it), wall = elapsed (also counts waiting for other jobs).", ""]
+    lines += ["| section | variant | K | batch | n | CPU s (median) | wall s (median) | unit | peak MB | "
+              "step growth MB |", "|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['section']} | {r['variant']} | {_fmt(r['k'])} | {r['batch']} | {r['repeats']} | "
-                     f"{_fmt(r['median_s'])} | ({_fmt(r['min_s'])}-{_fmt(r['max_s'])}) | {r['unit']} | "
+                     f"{_fmt(r['median_cpu_s'])} | {_fmt(r['median_s'])} | {r['unit']} | "
                      f"{_fmt(r['peak_mb'], 0)} | {_fmt(r['growth_mb'], 0)} |")
     lines += ["", f"Memory: {next((r['mem_method'] for r in rows if r['mem_method']), 'n/a')}.", "",
               "| target | measured | met |", "|---|---|---|"]
@@ -241,9 +248,9 @@ def plot(rows, path: Path, ks: list[int]) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for layout in ("shared_prefix", "duplicate"):
         pts = [(k, by[f"{layout} K={k}"]) for k in ks if f"{layout} K={k}" in by]
-        axes[0].plot([k for k, _ in pts], [r["median_s"] for _, r in pts], "o-", label=layout)
+        axes[0].plot([k for k, _ in pts], [r["median_cpu_s"] for _, r in pts], "o-", label=layout)
         axes[1].plot([k for k, _ in pts], [r["peak_mb"] for _, r in pts], "o-", label=layout)
-    axes[0].set(title="training step (batch of prompts)", xlabel="K negatives", ylabel="s/step")
+    axes[0].set(title="training step", xlabel="K negatives", ylabel="CPU s/step")
     axes[1].set(title="peak memory of the step", xlabel="K negatives", ylabel="MB")
     for ax in axes[:2]:
         ax.legend()
@@ -252,8 +259,8 @@ def plot(rows, path: Path, ks: list[int]) -> None:
                                (axes[3], "eval", "evaluation, s per user")):
         sel = [r for r in rows if r["section"] == section]
         ax.bar([r["variant"].replace(" (shared_prefix)", "\n").replace(" B=", "\nB=") for r in sel],
-               [r["median_s"] for r in sel], color=["tab:blue", "tab:orange"][: len(sel)])
-        ax.set(title=title, ylabel=sel[0]["unit"] if sel else "")
+               [r["median_cpu_s"] for r in sel], color=["tab:blue", "tab:orange"][: len(sel)])
+        ax.set(title=title, ylabel=("CPU " + sel[0]["unit"]) if sel else "")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

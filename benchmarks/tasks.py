@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import PeakMemory, Setup, make_optimizer, sync, train_step
+from benchmarks.common import PeakMemory, Setup, Timer, make_optimizer, train_step
 
 
 def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
@@ -29,9 +28,9 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     batch = setup.train_batch(k, bsz)
     train_step(module, opt, warm, setup.device)  # allocator, kernels and optimizer state
     with PeakMemory(setup.device) as mem:
-        seconds = train_step(module, opt, batch, setup.device)
+        seconds, cpu = train_step(module, opt, batch, setup.device)
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
-    return {"seconds": seconds, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
+    return {"seconds": seconds, "cpu_s": cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
             "prompt_tokens": n_tokens}
 
 
@@ -48,23 +47,19 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     pad = setup.tokenizer.pad_token_id
     model = setup.model
 
-    def rank() -> float:
-        sync(setup.device)
-        t = time.perf_counter()
-        score_candidates(model, dm.builder.title_ids, loader, pad, "shared_prefix", "rank")
-        sync(setup.device)
-        return (time.perf_counter() - t) / n
+    def rank() -> tuple[float, float]:
+        with Timer(setup.device) as t:
+            score_candidates(model, dm.builder.title_ids, loader, pad, "shared_prefix", "rank")
+        return t.wall / n, t.cpu / n
 
-    def generate() -> float:
-        sync(setup.device)
-        t = time.perf_counter()
-        generate_answers(model, setup.tokenizer, loader, int(spec["max_new_tokens"]), "generate")
-        sync(setup.device)
-        return (time.perf_counter() - t) / n
+    def generate() -> tuple[float, float]:
+        with Timer(setup.device) as t:
+            generate_answers(model, setup.tokenizer, loader, int(spec["max_new_tokens"]), "generate")
+        return t.wall / n, t.cpu / n
 
     with torch.no_grad():
         # warm-up on one batch worth of users is folded into the first (discarded) pair
-        out: dict[str, list[float]] = {"ranking": [], "generation": []}
+        out: dict[str, list[tuple[float, float]]] = {"ranking": [], "generation": []}
         for r in range(repeats + 1):
             order = [("ranking", rank), ("generation", generate)]
             if r % 2:
@@ -88,12 +83,13 @@ def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     parts = reference_key_parts(cfg, setup.sft_path, setup.prepared)
     root = Path(tempfile.mkdtemp(prefix="napo_bench_refcache"))
 
-    def epoch(cache) -> float:
+    def epoch(cache) -> tuple[float, float]:
         module.ref_cache = cache
-        return sum(train_step(module, opt, b, setup.device) for b in batches)
+        steps = [train_step(module, opt, b, setup.device) for b in batches]
+        return sum(w for w, _ in steps), sum(c for _, c in steps)
 
     warm_cache = RefLogpCache(root, cache_key(parts), describe=parts)
-    times: dict[str, list[float]] = {"no cache": [], "cold cache (first epoch, fills it)": [], "warm cache": []}
+    times: dict[str, list[tuple[float, float]]] = {"no cache": [], "cold cache (first epoch, fills it)": [], "warm cache": []}
     times["cold cache (first epoch, fills it)"].append(epoch(warm_cache))
     for r in range(int(spec["repeats"])):
         order = [("no cache", None), ("warm cache", warm_cache)]

@@ -75,6 +75,22 @@ def negative_strategies(loss_cfg) -> set[str]:
     return {neg.get("strategy", "in_prompt")}
 
 
+def check_ddp_launch(cfg: DictConfig) -> None:
+    """Multi-device jobs inside a local multirun cannot work: Lightning starts the other ranks by re-running
+    the command line, which would re-run the whole sweep. Under Slurm or torchrun the ranks are started
+    by the cluster instead, which is fine."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+
+    from napo_lab.pipeline import _world_size
+
+    if (_hydra_info()[1] and _world_size(cfg) > 1 and cfg.trainer.get("accelerator") != "tpu"
+            and not (SLURMEnvironment.detect() or TorchElasticEnvironment.detect())):
+        raise ValueError(f"trainer.devices x num_nodes = {_world_size(cfg)} inside a local multirun: Lightning "
+                         "would start the other ranks by re-running the whole sweep. Sweep multi-device jobs "
+                         "with hydra/launcher=slurm (Slurm starts the ranks), or run each one as its own "
+                         "command (see docs/sweeps.md).")
+
+
 def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     """The whole job; returns flat metrics (also written to metrics.json)."""
     from napo_lab import pipeline
@@ -84,6 +100,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     from napo_lab.models.logprobs import choose_layout
 
     objective = validate(cfg)
+    check_ddp_launch(cfg)
     prepared = pipeline.load_data(cfg)
     if cfg.model.get("kind", "llm") == "seqrec":
         from napo_lab.models.seqrec import run_seqrec

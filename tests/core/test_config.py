@@ -16,9 +16,15 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
-def _compose(*overrides: str):
+@pytest.fixture(scope="module", autouse=True)
+def _hydra():
+    """One Hydra initialisation for the whole module (composing is then ~20x faster)."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+        yield
+
+
+def _compose(*overrides: str):
+    return compose("config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in _options(g)])
@@ -34,6 +40,16 @@ def test_every_group_option_composes(group, option):
     if group == "loss":
         assert cfg.loss.stage in ("sft", "preference")
         assert hasattr(instantiate(cfg.loss.objective), "needs_reference")
+
+
+@pytest.mark.parametrize("experiment", sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")))
+def test_every_experiment_composes(experiment):
+    cfg = _compose(f"experiment={experiment}", "paths.output_dir=/tmp/x")
+    if experiment.startswith("paper_") and cfg.model.kind == "llm":
+        assert cfg.sft.epochs == 5 and cfg.pref.epochs == 3 and cfg.sft.lr == cfg.pref.lr == 1e-5
+        assert cfg.sft.global_batch_size == cfg.pref.global_batch_size == 128
+        assert (cfg.model.lora.r, cfg.model.lora.alpha) == (8, 32) and cfg.loss.objective.beta == 1.0
+        assert cfg.loss.num_negatives == 3 and cfg.trainer.gradient_clip_val == 0.3
 
 
 def test_default_main_job_is_cpu_sized_lastfm_with_the_embedded_model():

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from napo_lab.models.llm import (ModelLoadError, apply_lora, build_byte_tokenizer, find_packaged_gguf, load_llm)
+from napo_lab.models.llm import ModelLoadError, apply_lora, build_byte_tokenizer, find_packaged_gguf, load_llm
 
 
 def _has_smollm2() -> bool:

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 
+import torch
+
 from benchmarks.run import main
 
 
 def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys):
     out = tmp_path / "bench"
-    code = main(["--quick", "--ks", "1,3", "--napo-batch", "2", "--eval-users", "2", "--ref-examples", "2",
-                 "--max-rounds", "1", "--cache-dir", str(cache_dir), "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        code = main(["--quick", "--ks", "1,3", "--napo-batch", "2", "--eval-users", "2", "--ref-examples", "2",
+                     "--max-rounds", "1", "--cache-dir", str(cache_dir), "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)  # the benchmark sets 1; leave the session as it was
     assert code == 0
     rows = list(csv.DictReader(open(out / "bench.csv")))
     variants = {r["variant"] for r in rows}

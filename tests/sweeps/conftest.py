@@ -16,6 +16,13 @@ TINY_CLI = ["model=tiny_random", "dataset=synthetic", "trainer.accelerator=cpu",
             "seqrec.max_epochs=1"]
 
 
+def fixed_keys_excluded(fixed: list[str]) -> str:
+    """Name job dirs only by what varies: exclude the fixed overrides' keys from override_dirname."""
+    keys = [o.split("=", 1)[0].lstrip("+") for o in fixed]
+    keys += ["paths.cache_dir", "paths.data_dir", "logger", "debug", "hydra.launcher.n_jobs"]
+    return f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"
+
+
 def run_cli(args: list[str], cwd: Path, cache_dir: Path, timeout: int = 240,
             module: str = "napo_lab.run") -> subprocess.CompletedProcess:
     env = {**os.environ, "NAPO_LAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "offline", "WANDB_SILENT": "true",

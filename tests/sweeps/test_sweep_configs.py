@@ -85,3 +85,22 @@ def test_global_batch_constant_across_devices(micro, world, expected):
 def test_global_batch_not_divisible_is_an_error():
     with pytest.raises(ValueError, match="global_batch_size"):
         accumulation({"batch_size": 3, "global_batch_size": 32}, 2)
+
+
+def test_multi_device_job_in_local_multirun_fails_fast(monkeypatch):
+    """Lightning would start the other DDP ranks by re-running the sweep's command line."""
+    from napo_lab import run
+
+    for var in ("SLURM_NTASKS", "SLURM_JOB_NAME", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    cfg = _compose(["strategy=ddp", "trainer.accelerator=cpu", "trainer.devices=2"])
+    monkeypatch.setattr(run, "_hydra_info", lambda: ([], True))
+    with pytest.raises(ValueError, match="local multirun"):
+        run.check_ddp_launch(cfg)
+    run.check_ddp_launch(_compose(["trainer.devices=1"]))  # one device per job: fine
+    monkeypatch.setattr(run, "_hydra_info", lambda: ([], False))
+    run.check_ddp_launch(cfg)  # a single DDP run: Lightning launches the ranks itself
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "napo")
+    monkeypatch.setattr(run, "_hydra_info", lambda: ([], True))
+    run.check_ddp_launch(cfg)  # Slurm started the ranks (hydra/launcher=slurm)
