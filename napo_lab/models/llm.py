@@ -9,7 +9,6 @@ concurrent jobs convert once.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import logging
 import os
@@ -21,6 +20,8 @@ from typing import Any
 
 import torch
 from filelock import FileLock
+
+from napo_lab.data.prepared import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,9 @@ def find_packaged_gguf(package: str, filename: str | None = None) -> Path:
     return path
 
 
-def _file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def converted_gguf_dir(gguf: Path, cache_dir: Path) -> Path:
     """Convert a GGUF file to safetensors once and return the directory holding it."""
-    digest = _file_sha256(gguf)[:16]
+    digest = sha256_file(gguf)[:16]
     target = Path(cache_dir) / "models" / f"{gguf.stem}-{digest}"
     if (target / "config.json").is_file():
         return target
