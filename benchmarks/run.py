@@ -99,7 +99,10 @@ class Runner:
                               env={**os.environ, "NAPO_BENCH_WORKER": "1"})
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PREFIX)]
         if proc.returncode or not lines:
-            raise RuntimeError(f"benchmark worker failed ({spec}):\n{proc.stderr[-3000:]}")
+            why = ("killed by the system (out of memory?)" if proc.returncode in (-9, 137)
+                   else f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+            print(f"  FAILED {spec.get('name', spec['task'])}: {why}", flush=True)
+            return {"failed": why}
         return json.loads(lines[-1][len(PREFIX):])
 
 
@@ -120,6 +123,7 @@ def run_all(args) -> dict[str, Any]:
     runner = Runner(args)
     variants = train_variants(args)
     samples: dict[str, list[dict[str, Any]]] = {v["name"]: [] for v in variants}
+    failed: dict[str, str] = {}
     start = time.perf_counter()
     rounds, round_s = 0, 0.0
     eval_res = ref_res = None
@@ -128,11 +132,15 @@ def run_all(args) -> dict[str, Any]:
         if rounds >= args.min_rounds and elapsed + round_s > args.budget_s:
             break
         t0 = time.perf_counter()
-        order = variants[rounds % len(variants):] + variants[: rounds % len(variants)]
+        todo = [v for v in variants if v["name"] not in failed]
+        order = todo[rounds % len(todo):] + todo[: rounds % len(todo)]
         if rounds % 2:
             order = order[::-1]
         for v in order:
             res = runner(v)
+            if "failed" in res:
+                failed[v["name"]] = res["failed"]
+                continue
             samples[v["name"]].append(res)
             print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s wall {res['cpu_s']:8.2f} s CPU"
                   f"  peak {res['peak_mb']:8.0f} MB"
@@ -150,7 +158,7 @@ def run_all(args) -> dict[str, Any]:
             print("  reference cache (wall, CPU s/epoch): " + ", ".join(
                 f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
                 for k, v in ref_res["epoch_s"].items()), flush=True)
-    return {"variants": variants, "samples": samples, "rounds": rounds, "eval": eval_res, "refcache": ref_res,
+    return {"variants": variants, "samples": samples, "failed": failed, "rounds": rounds, "eval": eval_res, "refcache": ref_res,
             "wall_s": time.perf_counter() - start}
 
 
@@ -166,6 +174,13 @@ def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for v in res["variants"]:
         s = res["samples"][v["name"]]
+        if not s:
+            rows.append({"section": v["section"], "variant": v["name"], "layout": v["layout"], "loss": v["loss"],
+                         "k": v["k"], "batch": v["batch"], "repeats": 0, "median_s": None, "min_s": None,
+                         "max_s": None, "median_cpu_s": None, "min_cpu_s": None, "max_cpu_s": None,
+                         "unit": "FAILED: " + res["failed"].get(v["name"], "?"), "peak_mb": "", "growth_mb": "",
+                         "mem_method": ""})
+            continue
         rows.append({"section": v["section"], "variant": v["name"], "layout": v["layout"], "loss": v["loss"],
                      "k": v["k"], "batch": v["batch"], **_stats([x["seconds"] for x in s], [x["cpu_s"] for x in s]),
                      "unit": "s/step", "peak_mb": median([x["peak_mb"] for x in s]),
@@ -196,7 +211,7 @@ def targets(rows: list[dict[str, Any]], ks: list[int]) -> list[tuple[str, str, b
             out.append((f"shared-prefix >= {goal:g}x faster than duplicate at K={k}", f"{d / s:.2f}x", d / s >= goal))
     napo = next((r for r in rows if r["variant"].startswith("NAPO")), None)
     sdpo = next((r for r in rows if r["variant"].startswith("S-DPO duplicate")), None)
-    if napo and sdpo:
+    if napo and sdpo and napo["median_cpu_s"] and sdpo["median_cpu_s"]:
         ratio = napo["median_cpu_s"] / sdpo["median_cpu_s"]
         out.append(("NAPO share=exact costs no more than S-DPO duplicate (K=3)", f"NAPO/S-DPO = {ratio:.2f}",
                     ratio <= 1.0))
@@ -247,7 +262,7 @@ def plot(rows, path: Path, ks: list[int]) -> None:
     by = {r["variant"]: r for r in rows}
     fig, axes = plt.subplots(1, 4, figsize=(18, 4))
     for layout in ("shared_prefix", "duplicate"):
-        pts = [(k, by[f"{layout} K={k}"]) for k in ks if f"{layout} K={k}" in by]
+        pts = [(k, by[f"{layout} K={k}"]) for k in ks if by.get(f"{layout} K={k}", {}).get("median_cpu_s")]
         axes[0].plot([k for k, _ in pts], [r["median_cpu_s"] for _, r in pts], "o-", label=layout)
         axes[1].plot([k for k, _ in pts], [r["peak_mb"] for _, r in pts], "o-", label=layout)
     axes[0].set(title="training step", xlabel="K negatives", ylabel="CPU s/step")
@@ -257,7 +272,7 @@ def plot(rows, path: Path, ks: list[int]) -> None:
         ax.set_xticks(ks)
     for ax, section, title in ((axes[2], "napo", "NAPO exact vs S-DPO duplicate (K=3)"),
                                (axes[3], "eval", "evaluation, s per user")):
-        sel = [r for r in rows if r["section"] == section]
+        sel = [r for r in rows if r["section"] == section and r["median_cpu_s"]]
         ax.bar([r["variant"].replace(" (shared_prefix)", "\n").replace(" B=", "\nB=") for r in sel],
                [r["median_cpu_s"] for r in sel], color=["tab:blue", "tab:orange"][: len(sel)])
         ax.set(title=title, ylabel=("CPU " + sel[0]["unit"]) if sel else "")

@@ -103,6 +103,7 @@ class RefLogpCache:
     def _keys(batch: Mapping[str, Any]) -> list[list[tuple[str, str]]]:
         comps = batch["completion_ids"]
         mask = batch.get("mask")
+        mask = mask.detach().cpu() if isinstance(mask, torch.Tensor) else None
         out = []
         for b, prompt in enumerate(batch["prompt_ids"]):
             p = _ids_sha(prompt)

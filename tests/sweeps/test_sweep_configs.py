@@ -49,7 +49,7 @@ def test_hparams_search_presets_compose(preset, loss, params):
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     assert set(sweeper.params) == params
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
-    assert "val" in cfg.eval.splits
+    assert "val" in cfg.eval.splits and cfg.optimized_metric == "val/hr@1"
     # every searched key exists in the composed config (a typo would only surface at the first trial)
     for key in params:
         assert OmegaConf.select(cfg, key) is not None, key

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from conftest import describe, read_json, run_cli
 from safetensors.torch import load_file
+from sweep_helpers import describe, read_json, run_cli
 
 COMMON = ["model=tiny_random", "dataset=synthetic", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
           "logger=none", "loss=napo", "loss.objective.share=reuse", "sft.train_limit=4", "sft.batch_size=2",

@@ -12,7 +12,7 @@ import math
 
 import pandas as pd
 import pytest
-from conftest import TINY_CLI, describe, fixed_keys_excluded, job_dirs, read_json, run_cli
+from sweep_helpers import TINY_CLI, describe, fixed_keys_excluded, job_dirs, read_json, run_cli
 
 from napo_lab.lit.wandb import read_offline_run
 from napo_lab.report import main as report_main

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import yaml
-from conftest import TINY_CLI, describe, fixed_keys_excluded, job_dirs, read_json, run_cli
+from sweep_helpers import TINY_CLI, describe, fixed_keys_excluded, job_dirs, read_json, run_cli
 
 
 def test_joblib_sweep_over_objectives_trains_sft_once(tmp_path):
@@ -30,9 +30,7 @@ def test_joblib_sweep_over_objectives_trains_sft_once(tmp_path):
 
 def test_optuna_search_two_trials(tmp_path, cache_dir):
     sweep = tmp_path / "search"
-    # optimized_metric is given explicitly: conf/config.yaml lists `_self_` last, so its own value wins over
-    # the preset's (see docs/sweeps.md).
-    fixed = [*TINY_CLI, "dataset.val_limit=4", "optimized_metric=val/hr@1", "hparams_search=sdpo_optuna"]
+    fixed = [*TINY_CLI, "dataset.val_limit=4", "hparams_search=sdpo_optuna"]
     proc = run_cli([*fixed, fixed_keys_excluded(fixed), "logger=none", "hydra.sweeper.n_trials=2",
                     "hydra.sweeper.sampler.n_startup_trials=2", f"hydra.sweep.dir={sweep}"], tmp_path, cache_dir)
     assert proc.returncode == 0, describe(proc)
@@ -47,6 +45,7 @@ def test_optuna_search_two_trials(tmp_path, cache_dir):
         assert 0.1 <= float(params["loss.objective.beta"]) <= 5.0 and int(params["loss.num_negatives"]) in (1, 3, 5, 7)
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         assert cfg["loss"]["num_negatives"] == int(params["loss.num_negatives"])
+        assert cfg["optimized_metric"] == "val/hr@1"  # the preset's: select on validation, not test
         metrics = read_json(path / "metrics.json")
         assert "val/hr@1" in metrics and "test/hr@1" in metrics
         values.append(metrics["val/hr@1"])
