@@ -33,7 +33,6 @@ def adapter_method(adapter: str | None) -> str:
 
 def evaluate_job(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     from napo_lab import pipeline
-    from napo_lab.data.datamodule import RecDataModule
 
     if cfg.model.get("kind", "llm") != "llm":
         raise ValueError("napo_lab.evaluate evaluates LLM adapters; sequential models: python -m napo_lab.run model=...")
@@ -43,8 +42,7 @@ def evaluate_job(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     if adapter:
         pipeline.load_adapter_into(model, Path(str(adapter)).expanduser())
         log.info("evaluating adapter %s", adapter)
-    dm = RecDataModule(prepared, tokenizer, dict(cfg.dataset), 0, None, 1, cfg.data.eval_batch_size,
-                       cfg.data.num_workers, int(cfg.seed), bool(cfg.model.get("chat_template", False)))
+    dm = pipeline.eval_datamodule(cfg, prepared, tokenizer)
     return pipeline.evaluate(cfg, model, tokenizer, prepared, dm, out_dir)
 
 

@@ -245,7 +245,7 @@ def sft_key(cfg: DictConfig, prepared: PreparedDataset) -> str:
 
 
 def ensure_sft_adapter(cfg: DictConfig, model, tokenizer, prepared: PreparedDataset, out_dir: Path,
-                       history: MetricsHistory | None = None) -> tuple[Path, bool]:
+                       history: MetricsHistory | None = None, logger=False) -> tuple[Path, bool]:
     """Return (path of the SFT adapter, reused?), training and caching it when missing."""
     path = Path(cfg.paths.cache_dir) / "sft_adapters" / f"{cfg.model.name}-{prepared.name}-{sft_key(cfg, prepared)}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,7 +261,7 @@ def ensure_sft_adapter(cfg: DictConfig, model, tokenizer, prepared: PreparedData
         log.info("No cached SFT adapter for these settings: training SFT first")
         sft_loss = OmegaConf.create({"name": "sft", "stage": "sft", "num_negatives": 0, "negatives": None,
                                      "objective": {"_target_": "napo_lab.losses.sft.SFTLoss"}})
-        fit_stage(cfg, "sft", model, tokenizer, prepared, sft_loss, out_dir, logger=False, history=history)
+        fit_stage(cfg, "sft", model, tokenizer, prepared, sft_loss, out_dir, logger=logger, history=history)
         if zero:
             save_adapter(model, path)
             (path / "napo_lab_sft.json").write_text(json.dumps(
@@ -269,6 +269,12 @@ def ensure_sft_adapter(cfg: DictConfig, model, tokenizer, prepared: PreparedData
                  "seed": int(cfg.seed)}, indent=2, sort_keys=True, default=str))
         _barrier()  # DDP: the other ranks read the adapter (reference) only once rank 0 has written it
     return path, False
+
+
+def eval_datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer) -> RecDataModule:
+    """A data module that only serves evaluation (no training stage ran in this process)."""
+    return RecDataModule(prepared, tokenizer, dict(plain(cfg.dataset)), 0, None, 1, cfg.data.eval_batch_size,
+                         cfg.data.num_workers, int(cfg.seed), bool(cfg.model.get("chat_template", False)))
 
 
 def _barrier() -> None:

@@ -97,6 +97,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     from napo_lab.checks import validate
     from napo_lab.data import hard_negatives
     from napo_lab.lit.callbacks import MetricsHistory
+    from napo_lab.losses.sft import SFTLoss
     from napo_lab.models.logprobs import choose_layout
 
     objective = validate(cfg)
@@ -112,14 +113,23 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     logger = pipeline.make_logger(cfg, out_dir)
     try:
         metrics: dict[str, float] = {}
-        if cfg.loss.stage == "sft":
+        module = None
+        if cfg.loss.stage == "sft" and type(objective) is SFTLoss:
+            # Plain SFT is the SFT stage every preference run starts from: share its cache both ways.
+            _, reused = pipeline.ensure_sft_adapter(cfg, model, tokenizer, prepared, out_dir, history, logger)
+            metrics["sft/reused_cache"] = float(reused)
+        elif cfg.loss.stage == "sft":
             module = pipeline.fit_stage(cfg, "sft", model, tokenizer, prepared, cfg.loss, out_dir, logger,
                                         history=history, loss=objective)
         else:
             sft_path, reused = pipeline.ensure_sft_adapter(cfg, model, tokenizer, prepared, out_dir, history)
             metrics["sft/reused_cache"] = float(reused)
+            ref_cache = None
             if getattr(objective, "needs_reference", False):
+                from napo_lab.models.ref_cache import reference_cache_for
+
                 pipeline.attach_reference(model, sft_path)
+                ref_cache = reference_cache_for(cfg, sft_path, prepared)
             strategies = negative_strategies(cfg.loss)
             seqrec, providers = None, {}
             if getattr(objective, "needs_sequential_model", False) or "seqrec_hard" in strategies:
@@ -133,13 +143,15 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
                     model, tokenizer.pad_token_id, choose_layout(cfg.forward, model, cfg.strategy.get("name")))
             module = pipeline.fit_stage(cfg, "pref", model, tokenizer, prepared, cfg.loss, out_dir, logger,
                                         seqrec=seqrec if getattr(objective, "needs_sequential_model", False)
-                                        else None, history=history, loss=objective, negative_providers=providers)
-        metrics["train/seconds"] = float(module.fit_seconds)
+                                        else None, history=history, loss=objective, negative_providers=providers,
+                                        ref_cache=ref_cache)
+        metrics["train/seconds"] = float(module.fit_seconds) if module is not None else history.seconds
         if pipeline.global_rank() != 0:  # DDP: rank 0 alone saves, evaluates and logs
             return metrics
         history.write(out_dir / "train_metrics.csv")
         pipeline.save_adapter(model, out_dir / "adapter")
-        metrics.update(pipeline.evaluate(cfg, model, tokenizer, prepared, module.datamodule, out_dir))
+        dm = module.datamodule if module is not None else pipeline.eval_datamodule(cfg, prepared, tokenizer)
+        metrics.update(pipeline.evaluate(cfg, model, tokenizer, prepared, dm, out_dir))
         if logger:
             logger.log_metrics({k: v for k, v in metrics.items() if math.isfinite(v)})
         return metrics
@@ -152,6 +164,17 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
             wandb.teardown()  # the next job of a multirun starts a fresh W&B run with its own settings
 
 
+HEADLINE = [
+    ("hr@1", "HR@1, S-DPO: hits / all users"), ("hr@1_valid", "HR@1, LLaRA: hits / valid answers"),
+    ("valid_ratio", "answers naming exactly one candidate"),
+    ("rank/hr@1", "HR@1 by title likelihood (20 sampled candidates)"), ("rank/ndcg@10", "NDCG@10 (sampled)"),
+    ("rank/mrr", "MRR (sampled)"), ("pop/avg_pop@1", "mean train count of the answers"),
+    ("pop/tail_pct@1", "share of tail items among answers"), ("pop/coverage@1", "item coverage of answers"),
+    ("band/head/hr@1", "HR@1 on head targets"), ("band/mid/hr@1", "HR@1 on mid targets"),
+    ("band/tail/hr@1", "HR@1 on tail targets"),
+]
+
+
 def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, seconds: float) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -159,15 +182,18 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
     table = Table(title=f"{method_name(cfg)} on {cfg.dataset.name} (seed {cfg.seed})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    shown = [k for k in metrics if k.startswith(("test/", "val/")) and "/band/" not in k and "/n" not in k[-3:]]
-    for key in sorted(shown)[:24]:
-        table.add_row(key, f"{metrics[key]:.4f}")
+    table.add_column("meaning")
+    for split in ("val", "test"):
+        for name, label in HEADLINE:
+            key = f"{split}/{name}"
+            if key in metrics:
+                table.add_row(f"{split}/{name}", f"{metrics[key]:.4f}", label)
     console = Console(stderr=False)
     console.print(table)
     console.print(f"run dir: {out_dir}   wall time: {seconds / 60:.1f} min")
     if cfg.get("task_name") == "train" and cfg.dataset.get("train_limit") is None and cfg.sft.get("train_limit"):
         console.print("This is the CPU-sized job; the full-size runs are experiment configs, e.g. "
-                      "`python -m napo_lab.run experiment=sdpo_lastfm` (see experiments/README.md).")
+                      "`python -m napo_lab.run experiment=paper_napo` (see experiments/README.md).")
 
 
 def _run_dir(cfg: DictConfig, overrides: list[str], multirun: bool, in_hydra: bool) -> Path:

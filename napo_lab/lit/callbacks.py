@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,18 @@ class MetricsHistory(L.Callback):
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
         self.stage = "train"
+        self.seconds = 0.0  # training wall time over all stages this callback watched
+        self._start = 0.0
 
     def for_stage(self, stage: str) -> MetricsHistory:
         self.stage = stage
         return self
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.seconds += time.perf_counter() - self._start
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}

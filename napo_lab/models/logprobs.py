@@ -3,10 +3,16 @@
 ``duplicate``: every (prompt, completion) pair is one sequence, as in S-DPO's and TRL's trainers.
 The prompt (hundreds of tokens) is recomputed for each of its 1+K completions.
 
-``shared_prefix``: each prompt runs once; its completions (title + EOS, a handful of tokens each)
-continue from the prompt's cached keys and values. Gradients flow through the cache, so training
-is exact. Prompts are right-padded: padded key positions are masked, and completion positions are
-numbered from each prompt's true length, so the result equals the duplicate layout.
+``shared_prefix`` (packed): each prompt and all of its completions form ONE row,
+``[prompt | c1 | c2 | ... | cM]``, with a block attention mask (every completion sees the prompt and
+its own earlier tokens, never another completion) and position ids that restart at the prompt
+length for each completion. Every unique token is computed once, in one forward, and nothing is
+copied per completion, so memory grows with the completion tokens only. It needs an attention
+implementation that takes a custom 4-D mask (eager, SDPA).
+
+``prefix_cache``: the prompt runs once with a KV cache and the completions continue from it (the
+cache is gathered once per completion). Equal results; for attention kernels that cannot take a
+custom mask (flash-attention).
 
 In both layouts only completion positions go through the LM head (no full-vocabulary logits over
 prompt tokens).
@@ -21,7 +27,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("shared_prefix", "duplicate")
+LAYOUTS = ("shared_prefix", "prefix_cache", "duplicate")
 
 
 def causal_lm(model):
@@ -90,7 +96,7 @@ def completion_logps(
     owner, flat = _flatten(completions)
     if not flat:
         raise ValueError("no completions to score")
-    fn = _shared_prefix if layout == "shared_prefix" else _duplicate
+    fn = {"shared_prefix": _packed, "prefix_cache": _shared_prefix, "duplicate": _duplicate}[layout]
     values = fn(causal_lm(model), prompts, owner, flat, pad_id)
     return _unflatten(values, [len(c) for c in flat], completions)
 
@@ -118,6 +124,59 @@ def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     return _token_logps(head, hidden, c_ids, c_mask)
 
 
+def _packed(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+    """One row per prompt: [prompt | completions...] with a block-causal mask (see module doc)."""
+    decoder, head = lm.get_decoder(), lm.get_output_embeddings()
+    device = head.weight.device
+    bsz = len(prompts)
+    rows: list[list[int]] = [list(p) for p in prompts]
+    positions: list[list[int]] = [list(range(len(p))) for p in prompts]
+    segment: list[list[int]] = [[0] * len(p) for p in prompts]  # 0 = prompt, m+1 = completion m
+    starts, lengths = [], []
+    for k, (b, comp) in enumerate(zip(owner, flat)):
+        starts.append(len(rows[b]))
+        lengths.append(len(comp))
+        rows[b] += list(comp)
+        positions[b] += list(range(len(prompts[b]), len(prompts[b]) + len(comp)))
+        segment[b] += [k + 1] * len(comp)
+    width = max(len(r) for r in rows)
+    ids = torch.full((bsz, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((bsz, width), dtype=torch.long)
+    seg = torch.full((bsz, width), -1, dtype=torch.long)  # -1 = padding
+    for b in range(bsz):
+        n = len(rows[b])
+        ids[b, :n], pos[b, :n], seg[b, :n] = (torch.as_tensor(rows[b]), torch.as_tensor(positions[b]),
+                                              torch.as_tensor(segment[b]))
+    ids, pos, seg = ids.to(device), pos.to(device), seg.to(device)
+    q, k = seg.unsqueeze(2), seg.unsqueeze(1)
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
+    allowed |= torch.eye(width, dtype=torch.bool, device=device)  # padded queries see themselves: no NaN rows
+    mask = _as_attention_mask(allowed.unsqueeze(1), lm, head.weight.dtype)
+    hidden_all = decoder(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
+    # Completion k's token t is predicted at its previous token; token 0 at the prompt's last token.
+    c_ids, c_mask = _pad(flat, pad_id, device)
+    t = torch.arange(c_ids.shape[1], device=device).unsqueeze(0)
+    start = torch.as_tensor(starts, device=device).unsqueeze(1)
+    prompt_last = torch.as_tensor([len(prompts[b]) - 1 for b in owner], device=device).unsqueeze(1)
+    where = torch.where(t == 0, prompt_last, start + t - 1).clamp(max=width - 1)
+    rows_idx = torch.as_tensor(owner, device=device).unsqueeze(1).expand_as(where)
+    hidden = hidden_all[rows_idx, where]
+    return _token_logps(head, hidden, c_ids, c_mask)
+
+
+def _as_attention_mask(allowed: torch.Tensor, lm, dtype: torch.dtype) -> torch.Tensor:
+    """A boolean keep-mask for SDPA, an additive float mask for eager attention."""
+    impl = getattr(lm.config, "_attn_implementation", "sdpa")
+    if impl == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(
+            ~allowed, torch.finfo(dtype).min)
+    if impl != "sdpa":
+        raise ValueError(f"forward=shared_prefix needs eager or sdpa attention, not {impl!r}; "
+                         "use forward=prefix_cache")
+    return allowed
+
+
 def _duplicate(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
@@ -137,10 +196,14 @@ def choose_layout(requested: str, model, strategy_name: str | None = None) -> st
     if requested == "duplicate":
         return "duplicate"
     lm = causal_lm(model)
-    if getattr(lm, "is_gradient_checkpointing", False):
+    if getattr(lm, "is_activation_checkpointing", None) or getattr(lm, "is_gradient_checkpointing", False):
         log.info("forward=duplicate: gradient checkpointing is on and drops the KV cache shared-prefix needs")
         return "duplicate"
     if strategy_name and ("fsdp" in strategy_name or "deepspeed" in strategy_name):
         log.info("forward=duplicate: strategy %s shards the model and needs one forward per step", strategy_name)
         return "duplicate"
-    return "shared_prefix"
+    impl = getattr(lm.config, "_attn_implementation", "sdpa")
+    if requested == "shared_prefix" and impl not in ("sdpa", "eager"):
+        log.info("forward=prefix_cache: %s attention cannot take the packed block mask", impl)
+        return "prefix_cache"
+    return requested

@@ -65,11 +65,19 @@ def _naive(model, prompt, completion) -> torch.Tensor:
     return picked[len(prompt) - 1:].sum()
 
 
-def test_shared_prefix_equals_duplicate_values_and_gradients(tiny):
+@pytest.mark.parametrize("layout, attn", [("shared_prefix", "sdpa"), ("shared_prefix", "eager"),
+                                          ("prefix_cache", "sdpa")])
+def test_shared_prefix_equals_duplicate_values_and_gradients(tiny, layout, attn):
     model, tok = tiny
     prompts, completions = _data(len(tok))
     weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
-    lp_s, len_s, g_s = _run(model, prompts, completions, tok.pad_token_id, "shared_prefix", weights)
+    config = causal_lm(model).config
+    before = config._attn_implementation
+    config._attn_implementation = attn
+    try:
+        lp_s, len_s, g_s = _run(model, prompts, completions, tok.pad_token_id, layout, weights)
+    finally:
+        config._attn_implementation = before
     lp_d, len_d, g_d = _run(model, prompts, completions, tok.pad_token_id, "duplicate", weights)
     assert lp_s.shape == (3, 4) and torch.equal(len_s, len_d)
     assert torch.equal(len_s[1], torch.tensor([2, 0, 0, 0]))  # missing slots: length 0, log-prob 0
@@ -80,11 +88,12 @@ def test_shared_prefix_equals_duplicate_values_and_gradients(tiny):
         assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=0), name
 
 
-def test_both_layouts_equal_a_naive_full_forward(tiny):
+@pytest.mark.parametrize("layout", ["shared_prefix", "prefix_cache"])
+def test_both_layouts_equal_a_naive_full_forward(tiny, layout):
     model, tok = tiny
     prompts, completions = _data(len(tok))
     with torch.no_grad():
-        lp_s, _ = completion_logps(model, prompts, completions, tok.pad_token_id, "shared_prefix")
+        lp_s, _ = completion_logps(model, prompts, completions, tok.pad_token_id, layout)
         lp_d, _ = completion_logps(model, prompts, completions, tok.pad_token_id, "duplicate")
         for b, comps in enumerate(completions):
             for j, c in enumerate(comps):
