@@ -126,10 +126,11 @@ def _download(spec: SourceFile, cache: Path) -> Path:
 
 
 def offline_error(rels: Sequence[str], data_dir: Path | None, reason: str = "") -> DataError:
-    where = f"not found under {data_dir}" if data_dir else "no local data directory is set"
+    where = f"are not under {data_dir}" if data_dir else "have no local copy (no data directory is set)"
+    reason = reason.split(". ")[0][:160] if reason else ""
     return DataError(
-        f"source files {where} and could not be downloaded{': ' + reason if reason else ''}. Expected: "
-        + ", ".join(rels)
+        f"the dataset's source files {where} and could not be downloaded{' (' + reason + ')' if reason else ''}. "
+        "Expected: " + ", ".join(rels)
         + ". Point napo_lab at a local copy with paths.data_dir=/path/to/data (or the NAPO_LAB_DATA_DIR "
         "environment variable); the files must sit at those relative paths."
     )

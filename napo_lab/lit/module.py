@@ -119,8 +119,8 @@ class RecLitModule(L.LightningModule):
         # sync_dist: under DDP the logged values are the mean over ranks (the global batch), not rank 0's.
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz, sync_dist=True)
         for name, value in out.metrics.items():
-            self.log(f"train/{name}", value.detach().float(), prog_bar=name == "rewards/accuracy", batch_size=bsz,
-                     sync_dist=True)
+            shown = name == "rewards/accuracy" and self.stage != "sft"  # SFT has no rejected answers
+            self.log(f"train/{name}", value.detach().float(), prog_bar=shown, batch_size=bsz, sync_dist=True)
         return out.loss
 
     def configure_optimizers(self):

@@ -1,8 +1,7 @@
-"""Same seed, same numbers; secrets never written; remote code never trusted by default."""
+"""Secrets never written; remote code never trusted by default; unknown pickles refused."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,20 +10,6 @@ from hydra import compose, initialize_config_dir
 from napo_lab import CONF_DIR
 from napo_lab.run import execute
 from tests.conftest import TINY, compose_cfg
-
-
-def test_same_command_same_seed_gives_identical_metrics(tmp_path, cache_dir):
-    runs = []
-    for name in ("a", "b"):
-        out = tmp_path / name
-        # separate caches: both runs really train (nothing reused from the other)
-        execute(compose_cfg([*TINY, "loss=sft", "seed=3", "eval.protocol=both"], out, tmp_path / f"cache_{name}"))
-        m = json.loads((out / "metrics.json").read_text())
-        assert m["sft/reused_cache"] == 0.0
-        runs.append({k: v for k, v in m.items() if "seconds" not in k and "wall" not in k})
-    assert runs[0] == runs[1]
-    assert (tmp_path / "a" / "adapter" / "adapter_model.safetensors").read_bytes() == \
-           (tmp_path / "b" / "adapter" / "adapter_model.safetensors").read_bytes()
 
 
 def test_wandb_key_never_reaches_files(tmp_path, cache_dir, monkeypatch):
