@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-multirun/study}"
 PY="${PYTHON:-.venv/bin/python}"
+if [ -z "${NAPO_LAB_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
+  NAPO_LAB_DATA_DIR="$(cd ../shared/data && pwd)"
+  export NAPO_LAB_DATA_DIR
+fi
 SEEDS="${SEEDS:-0,1}"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 start=$(date +%s)
