@@ -21,8 +21,10 @@ from napo_lab.run import execute
 from tests.conftest import TINY, compose_cfg
 
 
-def test_sft_then_sdpo_tiny(tmp_path, cache_dir, monkeypatch):
-    # SFT run through the real entry point (Hydra-composed config, Lightning Trainer, PEFT).
+def test_sft_then_sdpo_tiny(tmp_path, monkeypatch):
+    # SFT run through the real entry point (Hydra-composed config, Lightning Trainer, PEFT). Its own
+    # cache: plain SFT shares the SFT-adapter cache, and this test needs it to really train.
+    cache_dir = tmp_path / "cache"
     sft_dir = tmp_path / "sft"
     cfg = compose_cfg([*TINY, "loss=sft"], sft_dir, cache_dir)
     execute(cfg)
@@ -30,6 +32,7 @@ def test_sft_then_sdpo_tiny(tmp_path, cache_dir, monkeypatch):
     for key in ("test/hr@1", "test/hr@1_valid", "test/valid_ratio", "train/seconds"):
         assert key in metrics
     assert 0.0 <= metrics["test/hr@1"] <= metrics["test/valid_ratio"] <= 1.0
+    assert metrics["sft/reused_cache"] == 0.0  # trained here, then cached for the preference stage
     info = json.loads((sft_dir / "run_info.json").read_text())
     assert info["status"] == "ok" and info["method"] == "sft" and info["dataset"] == "synthetic"
     pred = pd.read_parquet(sft_dir / "predictions_test.parquet")

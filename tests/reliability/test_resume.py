@@ -27,11 +27,13 @@ def _env(cache: Path) -> dict[str, str]:
     return {**os.environ, "NAPO_LAB_CACHE_DIR": str(cache), "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
 
 
-def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cache_dir):
+def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    # Separate caches: plain SFT shares the SFT-adapter cache, so the second run must not find the first's.
     full = tmp_path / "full"
-    subprocess.run(_cmd(full), env=_env(cache_dir), check=True, capture_output=True, timeout=600)
+    subprocess.run(_cmd(full), env=_env(tmp_path / "cache_full"), check=True, capture_output=True, timeout=600)
 
     run = tmp_path / "interrupted"
+    cache_dir = tmp_path / "cache_interrupted"
     proc = subprocess.Popen(_cmd(run), env=_env(cache_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = run / "checkpoints" / "sft" / "last.ckpt"
     deadline = time.time() + 300
@@ -62,7 +64,8 @@ def test_kill9_mid_epoch_then_resume_matches_uninterrupted(tmp_path, cache_dir):
            {k: v for k, v in mb.items() if "seconds" not in k and "wall" not in k}
 
 
-def test_corrupt_checkpoint_is_refused_with_its_name(tmp_path, cache_dir):
+def test_corrupt_checkpoint_is_refused_with_its_name(tmp_path):
+    cache_dir = tmp_path / "cache"  # empty: the SFT stage must train, so it meets the checkpoint
     run = tmp_path / "run"
     ckpt = run / "checkpoints" / "sft" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
