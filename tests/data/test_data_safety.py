@@ -41,6 +41,7 @@ def test_offline_error_names_files_and_setting(tmp_path: Path, monkeypatch: pyte
 
 def test_network_failure_gives_the_same_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("NAPO_LAB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # CI sets it; these tests fake the network
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def no_network(*args, **kwargs):
@@ -54,6 +55,7 @@ def test_network_failure_gives_the_same_error(tmp_path: Path, monkeypatch: pytes
 
 def test_download_is_verified_and_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("NAPO_LAB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # CI sets it; these tests fake the network
     calls = []
 
     def fake_download(url: str, dest: Path) -> None:
@@ -140,6 +142,7 @@ def test_grouplens_zip_member_is_extracted_and_cached(tmp_path: Path, monkeypatc
     import zipfile
 
     monkeypatch.delenv("NAPO_LAB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # CI sets it; these tests fake the network
     archive = tmp_path / "ml-100k.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("ml-100k/u.data", "1\t2\t3\t4\n")
@@ -161,6 +164,7 @@ def test_hub_failure_names_the_setting(tmp_path: Path, monkeypatch: pytest.Monke
     import huggingface_hub
 
     monkeypatch.delenv("NAPO_LAB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # CI sets it; these tests fake the network
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
     def offline(*args, **kwargs):
