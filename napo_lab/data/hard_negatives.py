@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from napo_lab.data.datamodule import collate_eval
+from napo_lab.data.datamodule import _history_tensor, collate_eval
+from napo_lab.data.samplers import NegativeProvider as Provider
 from napo_lab.eval.ranking import score_candidates
 
 log = logging.getLogger(__name__)
-
-Provider = Callable[[int], Sequence[int]]
-
 
 class _TrainAsEval(Dataset):
     """Training rows shown with the evaluation template and their in-prompt candidates."""
@@ -67,12 +65,7 @@ def seqrec_hard_factory(seqrec, top: int = 50, batch_size: int = 256) -> Callabl
         out = []
         with torch.no_grad():
             for start in range(0, len(rows), batch_size):
-                hist = [list(h) for h in rows["history"].iloc[start:start + batch_size]]
-                width = dm.max_history
-                t = torch.full((len(hist), width), -1, dtype=torch.long)
-                for b, h in enumerate(hist):
-                    h = h[-width:]
-                    t[b, : len(h)] = torch.as_tensor(h)
+                t = _history_tensor([list(h) for h in rows["history"].iloc[start:start + batch_size]], dm.max_history)
                 out.append(torch.topk(seqrec.scores(t), k=min(top, dm.prepared.n_items), dim=1).indices)
         ranked = torch.cat(out).numpy()
         return lambda example: ranked[int(example)].tolist()

@@ -124,3 +124,22 @@ def test_lastfm_eval_prompt_is_s_dpo_text(tmp_path, cache_dir):
     assert ex["prompt_text"].endswith(". Answer: ")
     titles = [prepared.titles[c] for c in ex["candidates"]]
     assert ", ".join(titles) in ex["prompt_text"]
+
+
+def test_seqrec_hard_negatives_are_the_top_scored_items_outside_history_and_target(synthetic):
+    from napo_lab.data.hard_negatives import seqrec_hard_factory
+
+    cfg, prepared = synthetic
+    dm = _dm(cfg, prepared, k=3, strategy="seqrec_hard")
+
+    class Scorer:  # scores item i as i: the hardest negatives are the highest ids
+        def scores(self, history):
+            return torch.arange(prepared.n_items, dtype=torch.float32).expand(history.shape[0], -1)
+
+    dm.negative_sampler.set_provider("seqrec_hard", seqrec_hard_factory(Scorer())(dm))
+    batch = _epoch(dm, 0)[0]
+    rows = dm.train_dataset.rows
+    for b, idx in enumerate(batch["example_index"].tolist()):
+        banned = {int(rows.iloc[idx]["target"])} | {int(h) for h in rows.iloc[idx]["history"]}
+        expected = [i for i in range(prepared.n_items - 1, -1, -1) if i not in banned][:3]
+        assert batch["item_ids"][b, 1:].tolist() == expected
