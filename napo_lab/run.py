@@ -67,14 +67,6 @@ def method_name(cfg: DictConfig) -> str:
     return cfg.model.name if cfg.model.get("kind", "llm") == "seqrec" else cfg.loss.name
 
 
-def negative_strategies(loss_cfg) -> set[str]:
-    """Every negative-sampling strategy a loss config uses (mixed expands to its weighted parts)."""
-    neg = loss_cfg.get("negatives") or {}
-    if neg.get("strategy") == "mixed":
-        return {k for k, v in (neg.get("weights") or {}).items() if v}
-    return {neg.get("strategy", "in_prompt")}
-
-
 def check_ddp_launch(cfg: DictConfig) -> None:
     """Multi-device jobs inside a local multirun cannot work: Lightning starts the other ranks by re-running
     the command line, which would re-run the whole sweep. Under Slurm or torchrun the ranks are started
@@ -96,6 +88,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     from napo_lab import pipeline
     from napo_lab.checks import validate
     from napo_lab.data import hard_negatives
+    from napo_lab.data.samplers import strategy_parts
     from napo_lab.lit.callbacks import MetricsHistory
     from napo_lab.losses.sft import SFTLoss
     from napo_lab.models.logprobs import choose_layout
@@ -130,9 +123,11 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
                 pipeline.attach_reference(model, sft_path)
                 ref_cache = reference_cache_for(cfg, sft_path, prepared)
-            strategies = negative_strategies(cfg.loss)
+            neg = cfg.loss.get("negatives") or {}
+            strategies = strategy_parts(neg.get("strategy", "in_prompt"), neg.get("weights"))
+            needs_seq = bool(getattr(objective, "needs_sequential_model", False))
             seqrec, providers = None, {}
-            if getattr(objective, "needs_sequential_model", False) or "seqrec_hard" in strategies:
+            if needs_seq or "seqrec_hard" in strategies:
                 from napo_lab.models.seqrec import load_or_train_seqrec
 
                 seqrec = load_or_train_seqrec(prepared, cfg.seqrec, Path(cfg.paths.cache_dir))
@@ -142,9 +137,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
                 providers["self_hard"] = hard_negatives.self_hard_factory(
                     model, tokenizer.pad_token_id, choose_layout(cfg.forward, model, cfg.strategy.get("name")))
             module = pipeline.fit_stage(cfg, "pref", model, tokenizer, prepared, cfg.loss, out_dir, logger,
-                                        seqrec=seqrec if getattr(objective, "needs_sequential_model", False)
-                                        else None, history=history, loss=objective, negative_providers=providers,
-                                        ref_cache=ref_cache)
+                                        seqrec=seqrec if needs_seq else None, history=history, loss=objective,
+                                        negative_providers=providers, ref_cache=ref_cache)
         metrics["train/seconds"] = float(module.fit_seconds) if module is not None else history.seconds
         if pipeline.global_rank() != 0:  # DDP: rank 0 alone saves, evaluates and logs
             return metrics
@@ -235,8 +229,8 @@ def execute(cfg: DictConfig, job=None) -> float | None:
         cfg.paths.output_dir = str(out_dir)
     from napo_lab.lit.wandb import redact
 
-    if rank != 0:  # a DDP rank > 0: trains alongside rank 0, writes nothing
-        train_and_evaluate(cfg, out_dir)
+    if rank != 0:  # a DDP rank > 0: runs the job alongside rank 0, writes nothing
+        job(cfg, out_dir)
         return None
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(
         redact(OmegaConf.to_container(cfg, resolve=True)))))

@@ -29,6 +29,13 @@ class NegativeProvider(Protocol):
     def __call__(self, example: int) -> Sequence[int]: ...
 
 
+def strategy_parts(strategy: str, weights: Mapping[str, float] | None = None) -> list[str]:
+    """The strategies a negatives config draws from: itself, or for ``mixed`` every non-zero weight."""
+    if strategy != "mixed":
+        return [strategy]
+    return sorted(k for k, v in (weights or {}).items() if v)
+
+
 class NegativeSampler:
     """Draws K negatives for one training example under a named strategy.
 
@@ -49,7 +56,7 @@ class NegativeSampler:
         self.providers: dict[str, Callable[[int], Sequence[int]]] = {}
         self.weights: dict[str, float] = {}
         if strategy == "mixed":
-            w = {k: float(v) for k, v in (weights or {}).items() if v}
+            w = {k: float(weights[k]) for k in strategy_parts(strategy, weights)}
             bad = sorted(set(w) - set(STRATEGIES[:-1]) - {"random"})
             if bad or not w or min(w.values()) < 0:
                 raise ValueError(f"negatives.weights={dict(weights or {})} must map strategies "
@@ -58,8 +65,7 @@ class NegativeSampler:
             self.weights = {k: v / total for k, v in sorted(w.items())}
 
     def needs_provider(self) -> list[str]:
-        names = [self.strategy] if self.strategy != "mixed" else list(self.weights)
-        return [n for n in names if n in PROVIDED and n not in self.providers]
+        return [n for n in strategy_parts(self.strategy, self.weights) if n in PROVIDED and n not in self.providers]
 
     def set_provider(self, name: str, provider: Callable[[int], Sequence[int]]) -> None:
         self.providers[name] = provider
