@@ -28,8 +28,8 @@ from omegaconf import DictConfig, OmegaConf
 from napo_lab.data.datamodule import RecDataModule
 from napo_lab.data.prepared import PreparedDataset
 from napo_lab.eval.generation import generate_answers
-from napo_lab.eval.metrics import prefix_keys
-from napo_lab.eval.predictions import metrics_from_predictions
+from napo_lab.metrics.ranking import prefix_keys
+from napo_lab.metrics.table import metrics_from_predictions
 from napo_lab.eval.ranking import score_candidates
 from napo_lab.lit.callbacks import MetricsHistory
 from napo_lab.lit.checkpoint import AtomicCheckpointIO, ResumeState, check_checkpoint
@@ -338,8 +338,8 @@ def evaluate(cfg: DictConfig, model, tokenizer, prepared: PreparedDataset, dm: R
 def _matched_ids(pred: pd.DataFrame, titles, protocol: str) -> list[int]:
     """The answer each row counts as: the single matched candidate (generation; -1 if invalid) or the
     top-scored one (ranking, ties broken against the target exactly as the rank metrics do)."""
-    from napo_lab.eval.matching import matched_index
-    from napo_lab.eval.metrics import topk_items
+    from napo_lab.metrics.matching import matched_index
+    from napo_lab.metrics.ranking import topk_items
 
     cands = np.stack([np.asarray(c, dtype=np.int64) for c in pred["candidates"]])
     if protocol == "ranking":

@@ -2,7 +2,7 @@
 recommender and evaluate it on the same 20-candidate lists as the LLMs.
 
 Metric keys: ``<role>/rank/<metric>`` (role = "val" | "test"; metrics from
-``napo_lab.eval.metrics.ranking_metrics``: hr@1, hr@5, hr@10, ndcg@5, ndcg@10, mrr; sampled metrics
+``napo_lab.metrics.ranking.ranking_metrics``: hr@1, hr@5, hr@10, ndcg@5, ndcg@10, mrr; sampled metrics
 over 20 candidates), plus ``<role>/hr@1`` and ``<role>/valid_ratio``. A conventional model always
 returns one of the candidates, so its top-1 is always a *valid* answer: ``<role>/hr@1`` equals the
 ranking HR@1 and ``valid_ratio`` is 1.0; that is how a SASRec row fills the generation columns
@@ -43,7 +43,7 @@ def _select(cfg: Any, path: str, default: Any = None) -> Any:
 def write_predictions(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """predictions_<split>.parquet: one row per example; ``matched`` = top-scored candidate id (ties
     broken like the metrics: the target loses a tie, so ``matched == target`` iff HR@1 counts a hit)."""
-    from napo_lab.eval.metrics import topk_items
+    from napo_lab.metrics.ranking import topk_items
 
     scores, cands = arrays["scores"], arrays["candidates"]
     top = topk_items(scores, cands, 1, arrays["target_index"])[:, 0] if len(cands) else np.zeros(0, np.int64)

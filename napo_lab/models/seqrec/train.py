@@ -61,7 +61,7 @@ def score_candidates(
 
 def evaluate_split(model: SeqRecModel, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Score an evaluation split; returns (arrays incl. ``scores``, ranking metrics)."""
-    from napo_lab.eval.metrics import ranking_metrics
+    from napo_lab.metrics.ranking import ranking_metrics
 
     arrays = split_arrays(df, model.max_len)
     arrays["scores"] = score_candidates(model, arrays["history"], arrays["candidates"])

@@ -1,14 +1,12 @@
-"""Turn source files into a prepared dataset (docs/ARCHITECTURE.md section 1), once, atomically.
+"""Turn source files into a prepared dataset (docs/ARCHITECTURE.md section 2), once, atomically.
 
 ``ensure_prepared`` hashes (PREP_VERSION, the content-affecting parameters, the sha256 of every source
 file) into the directory name, so a change of data, parameters or code gives a new directory and an
-unchanged setup reuses the old one. Preparation writes into a temporary sibling directory and renames
-it into place under a file lock, so concurrent runs (several GPUs, sweeps) never see half a dataset.
+unchanged setup reuses the old one. The entry is a napo_lab.cache.CacheEntry: preparation writes into a
+temporary sibling directory renamed into place under a file lock, so concurrent runs never see half
+a dataset.
 
-CLI (a Hydra app with its own small config, conf/prepare.yaml)::
-
-    python -m napo_lab.prepare dataset=lastfm
-    python -m napo_lab.prepare dataset=custom dataset.path=/path/interactions.csv
+The command line is ``python -m napo_lab.prepare dataset=<name>`` (napo_lab/prepare.py).
 """
 
 from __future__ import annotations
@@ -17,13 +15,12 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from napo_lab.cache import CacheEntry
 
 from napo_lab.data.examples import (
     Built,
@@ -41,24 +38,37 @@ from napo_lab.data.sampling import SDPO_RULE, SEEDED_RULE
 log = logging.getLogger(__name__)
 
 PREP_VERSION = 1
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 # Keys read at load time by the DataModule / metrics: they do not change the prepared files.
-RUNTIME_KEYS = frozenset(
-    {"val_split", "test_split", "train_limit", "val_limit", "test_limit", "popularity", "source"}
-)
+RUNTIME_KEYS = frozenset({"val_split", "test_split", "train_limit", "val_limit", "test_limit", "popularity",
+                          "source", "max_title_chars", "random_template"})
 DOMAINS = ("music", "movie", "book", "item")
+_SOURCES = "napo_lab.data.sources."
 
 
-def _builders() -> dict[str, Callable[[dict[str, Any], dict[str, Path], PrepReport], Built]]:
-    from napo_lab.data.sources import custom, goodreads, lastfm, movielens, synthetic
+def builder_name(cfg: Mapping[str, Any]) -> str:
+    """The builder's short name: ``lastfm`` for ``napo_lab.data.sources.lastfm.build`` (the name the
+    prepared-data fingerprint records), else its full ``_target_``."""
+    node = cfg.get("builder")
+    target = str(node.get("_target_", "")) if isinstance(node, Mapping) else str(node or cfg["name"])
+    if target.startswith(_SOURCES) and target.endswith(".build"):
+        return target[len(_SOURCES):-len(".build")]
+    return target
 
-    return {
-        "lastfm": lastfm.build,
-        "movielens": movielens.build,
-        "goodreads": goodreads.build,
-        "custom": custom.build,
-        "synthetic": synthetic.build,
-    }
+
+def _builder(cfg: Mapping[str, Any]):
+    from hydra.utils import instantiate
+
+    node = cfg.get("builder")
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        raise DataError(f"dataset.builder={node!r}: expected a _target_ (e.g. napo_lab.data.sources.lastfm.build)")
+    return instantiate(dict(node), _partial_=True)
+
+
+def _params(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The content-affecting parameters (the fingerprint's and the manifest's)."""
+    params = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS}
+    params["builder"] = builder_name(cfg)
+    return params
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
@@ -83,7 +93,7 @@ def _fingerprint(params: Mapping[str, Any], checksums: Mapping[str, str]) -> str
 
 
 def _resolve_files(cfg: dict[str, Any], data_dir: Path | str | None, cache_dir: Path) -> dict[str, Path]:
-    if cfg.get("builder") == "custom":
+    if builder_name(cfg) == "custom":
         path = cfg.get("path")
         if not path or path == "???":
             raise DataError("dataset=custom needs dataset.path=/path/to/interactions.csv")
@@ -105,19 +115,16 @@ def _resolve_files(cfg: dict[str, Any], data_dir: Path | str | None, cache_dir: 
 
 def build_prepared(cfg: dict[str, Any], files: dict[str, Path], checksums: dict[str, str], out: Path) -> dict[str, Any]:
     """Run the builder, validate, draw candidates, write everything into ``out``; return the manifest."""
-    builder_name = cfg.get("builder", cfg["name"])
-    builders = _builders()
-    if builder_name not in builders:
-        raise DataError(f"unknown dataset builder {builder_name!r}; choose one of {sorted(builders)}")
+    name = builder_name(cfg)
     if cfg.get("domain") not in DOMAINS:
         raise DataError(f"dataset.domain must be one of {DOMAINS}, got {cfg.get('domain')!r}")
     report = PrepReport()
-    built = builders[builder_name](cfg, files, report)
+    built = _builder(cfg)(cfg, files, report)
     n_items = len(built.items)
     items = built.items.reset_index(drop=True)
     if items["item_id"].tolist() != list(range(n_items)):
-        raise DataError(f"{builder_name}: item ids must be contiguous 0..{n_items - 1}")
-    items["title"] = disambiguate_titles(items["title"].tolist(), report, builder_name)
+        raise DataError(f"{name}: item ids must be contiguous 0..{n_items - 1}")
+    items["title"] = disambiguate_titles(items["title"].tolist(), report, name)
     n_cands, sampler = int(cfg["n_candidates"]), cfg.get("sampler", "seeded")
     splits = {}
     for name, df in built.splits.items():
@@ -127,7 +134,7 @@ def build_prepared(cfg: dict[str, Any], files: dict[str, Path], checksums: dict[
             check_candidates(df, name, n_cands)
         splits[name] = df
     items["train_count"] = train_counts(splits["train"], n_items)
-    params = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS}
+    params = _params(cfg)
     manifest: dict[str, Any] = {
         "name": cfg["name"],
         "domain": cfg["domain"],
@@ -159,80 +166,11 @@ def ensure_prepared(dataset_cfg: Any, data_dir: Path | str | None = None, cache_
     cache = Path(cache_dir or os.environ.get("NAPO_LAB_CACHE_DIR") or Path.home() / ".cache" / "napo_lab")
     files = _resolve_files(cfg, data_dir, cache)
     checksums = {rel: sha256_file(path) for rel, path in sorted(files.items())}
-    params = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS}
-    root = cache / "prepared" / f"{cfg['name']}-{_fingerprint(params, checksums)}"
-    if (root / MANIFEST).is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    from filelock import FileLock
-
-    lock = root.parent / ".locks" / f"{root.name}.lock"
-    lock.parent.mkdir(exist_ok=True)
-    with FileLock(str(lock)):
-        if (root / MANIFEST).is_file():  # another process finished while we waited
-            return root
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{root.name}.", dir=root.parent))
-        try:
-            start = time.perf_counter()
-            build_prepared(cfg, files, {rel: checksums[rel] for rel in sorted(checksums)}, tmp)
-            try:
-                os.rename(tmp, root)
-            except OSError:  # lost a race without the lock (e.g. a lock-less filesystem)
-                if not (root / MANIFEST).is_file():
-                    raise
-            log.info("prepared %s in %.2fs -> %s", cfg["name"], time.perf_counter() - start, root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
-
-
-def _summary(root: Path, seconds: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    ds = PreparedDataset.load(root)
-    m = ds.manifest
-    table = Table(title=f"{m['name']} ({m['domain']}): {m['counts']['n_items']} items")
-    table.add_column("split")
-    table.add_column("rows", justify="right")
-    table.add_column("users", justify="right")
-    for name, n in m["splits"].items():
-        default = " (default val)" if name == m["default_val_split"] else (
-            " (default test)" if name == m["default_test_split"] else "")
-        table.add_row(name + default, str(n), str(m["counts"]["users"][name]))
-    console = Console()
-    console.print(table)
-    for kind, n in m["warnings"].items():
-        console.print(f"[yellow]warning[/] {kind}: {n}")
-    console.print(f"prepared in {seconds:.2f}s -> [bold]{root}[/]")
-
-
-def _app() -> None:
-    import hydra
-    from omegaconf import DictConfig
-
-    @hydra.main(config_path=CONF_DIR, config_name="prepare", version_base="1.3")
-    def _main(cfg: DictConfig) -> None:
-        start = time.perf_counter()
-        try:
-            root = ensure_prepared(cfg.dataset, cfg.paths.data_dir, cfg.paths.cache_dir)
-        except DataError as err:  # Hydra would print a traceback; the message is enough
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from None
-        _summary(root, time.perf_counter() - start)
-
-    _main()
-
-
-def main() -> None:
-    """Console entry point: print DataError messages without a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        _app()
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()
+    entry = CacheEntry(cache / "prepared" / f"{cfg['name']}-{_fingerprint(_params(cfg), checksums)}", MANIFEST)
+    if entry.ready:
+        return entry.path
+    start = time.perf_counter()
+    path, reused = entry.get_or_build(lambda tmp: build_prepared(cfg, files, dict(checksums), tmp))
+    if not reused:
+        log.info("prepared %s in %.2fs -> %s", cfg["name"], time.perf_counter() - start, path)
+    return path
