@@ -5,8 +5,8 @@ SFT adapters, sequential models and reference log-probs.
 * The key is the sha256 of the canonical JSON of everything that changes the content (``digest``).
 * An entry is *ready* when its marker file exists. The marker is written last by the builder, so a
   ready entry is complete.
-* ``get_or_build`` checks without a lock (the fast path), then takes ``<entry>.lock`` (a sibling
-  file, so concurrent jobs on one file system build once and the others wait), checks again, builds
+* ``get_or_build`` checks without a lock (the fast path), then takes ``.<entry>.lock`` (a hidden
+  sibling file, so concurrent jobs on one file system build once and the others wait), checks again, builds
   into a temporary sibling directory and renames it into place. A kill during the build leaves only
   a ``.tmp-*`` directory, never a half entry.
 """
@@ -81,7 +81,7 @@ class CacheEntry:
         if not enabled:
             return contextlib.nullcontext()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.path) + ".lock")
+        return FileLock(str(self.path.parent / f".{self.path.name}.lock"))
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:

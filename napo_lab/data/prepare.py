@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from napo_lab.cache import CacheEntry
-
 from napo_lab.data.examples import (
-    Built,
     PrepReport,
     add_candidates,
     check_candidates,
@@ -32,7 +30,7 @@ from napo_lab.data.examples import (
 )
 from napo_lab.data.fetch import resolve
 from napo_lab.data.popularity import train_counts
-from napo_lab.data.prepared import MANIFEST, DataError, PreparedDataset, sha256_file, write_prepared
+from napo_lab.data.prepared import MANIFEST, DataError, sha256_file, write_prepared
 from napo_lab.data.sampling import SDPO_RULE, SEEDED_RULE
 
 log = logging.getLogger(__name__)

@@ -118,3 +118,20 @@ def read_offline_run(run_dir: Path) -> dict:
     for row in history:
         summary.update({k: v for k, v in row.items() if not k.startswith("_")})
     return {"history": history, "summary": summary}
+
+
+def publish(loggers, metrics: dict[str, float]) -> None:
+    """Log a run's final metrics to every logger; W&B also learns each metric's direction from the
+    registry (``define_metric(goal=...)``), so its summary never ranks a time or a count."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from napo_lab.metrics.registry import wandb_goal
+
+    for logger in loggers or []:
+        if isinstance(logger, WandbLogger):
+            for key in metrics:
+                goal = wandb_goal(key)
+                if goal:
+                    logger.experiment.define_metric(key, goal=goal, summary="last")
+        logger.log_metrics(metrics)
+        logger.save()

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from napo_lab.metrics.matching import generation_metrics, matched_index
-from napo_lab.metrics.ranking import prefix_keys, ranking_metrics, ranks, topk_items
 from napo_lab.metrics.popularity import hr_by_band, popularity_metrics
+from napo_lab.metrics.ranking import prefix_keys, ranking_metrics, ranks, topk_items
 
 
 def _score_matrix(pred: pd.DataFrame, column: str, n_cands: int) -> np.ndarray | None:

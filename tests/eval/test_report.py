@@ -29,7 +29,7 @@ def _run(root: Path, sub: str, method: str, dataset: str, seed: int, metrics: di
         (d / "metrics.json").write_text(json.dumps(metrics))
     if curves:
         rows = [{"step": s, "stage": "sft", "train/loss": 1.0} for s in range(3)]
-        rows += [{"step": s, "stage": "preference", "train/loss": 0.5,
+        rows += [{"step": s, "stage": "pref", "train/loss": 0.5,
                   "train/rewards/margin": 0.1 * s + seed, "train/rewards/accuracy": 0.5 + 0.01 * s}
                  for s in range(3, 10)]
         pd.DataFrame(rows).to_csv(d / "train_metrics.csv", index=False)
