@@ -40,7 +40,7 @@ def docs(schema: type) -> dict[str, str]:
 
 def _name(tp: Any) -> str:
     if get_origin(tp) is Literal:
-        return " | ".join(str(a) for a in get_args(tp))
+        return " | ".join(dict.fromkeys(str(a) for a in get_args(tp)))
     if tp is type(None):
         return "null"
     if get_origin(tp) in (Union, types.UnionType):

@@ -121,17 +121,16 @@ def read_offline_run(run_dir: Path) -> dict:
 
 
 def publish(loggers, metrics: dict[str, float]) -> None:
-    """Log a run's final metrics to every logger; W&B also learns each metric's direction from the
-    registry (``define_metric(goal=...)``), so its summary never ranks a time or a count."""
+    """Log a run's final metrics to every logger. W&B also records each metric's direction from the
+    registry (run config ``metric_directions``: higher / lower; times and counts have none), so a
+    W&B table or report never ranks a time or a count as best."""
     from lightning.pytorch.loggers import WandbLogger
 
-    from napo_lab.metrics.registry import wandb_goal
+    from napo_lab.metrics.registry import direction
 
     for logger in loggers or []:
         if isinstance(logger, WandbLogger):
-            for key in metrics:
-                goal = wandb_goal(key)
-                if goal:
-                    logger.experiment.define_metric(key, goal=goal, summary="last")
+            directions = {k: direction(k) for k in sorted(metrics) if direction(k)}
+            logger.experiment.config.update({"metric_directions": directions}, allow_val_change=True)
         logger.log_metrics(metrics)
         logger.save()

@@ -1,6 +1,7 @@
 """Every metric napo_lab reports, once: its name pattern, which direction is better, a label and the
-formula it follows. The run's results table, the report (``napo_lab.report``) and the W&B summary
-read it, so a metric is never "best" by a guess.
+formula it follows. The run's results table (napo_lab.run), the report (napo_lab.report) and the W&B
+run (napo_lab.lit.loggers.publish: ``metric_directions`` in its config) read it, so a metric is never
+"best" by a guess.
 
 Keys are matched on their last path components: ``test/rank/pop/avg_pop@5`` is ``avg_pop@K`` in the
 ``rank/pop`` family. ``direction`` is ``"higher"`` or ``"lower"`` for metrics that rank methods, and
@@ -86,8 +87,3 @@ def label(key: str) -> str:
 HEADLINE = ("hr@1", "hr@1_valid", "valid_ratio", "rank/hr@1", "rank/ndcg@10", "rank/mrr", "pop/avg_pop@1",
             "pop/tail_pct@1", "pop/coverage@1", "band/head/hr@1", "band/mid/hr@1", "band/tail/hr@1")
 
-
-def wandb_goal(key: str) -> str | None:
-    """W&B's ``define_metric(goal=...)``: "maximize", "minimize" or None."""
-    d = direction(key)
-    return {"higher": "maximize", "lower": "minimize"}.get(d) if d else None

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig
 
@@ -19,6 +20,7 @@ from napo_lab.data.datamodule import RecDataModule
 from napo_lab.data.prepare import ensure_prepared
 from napo_lab.data.prepared import PreparedDataset
 from napo_lab.data.samplers import PROVIDED, strategy_parts
+from napo_lab.errors import UserError
 from napo_lab.eval import Evaluator
 from napo_lab.lit.checkpoint import AtomicCheckpointIO
 from napo_lab.lit.loggers import redact
@@ -32,6 +34,16 @@ from napo_lab.recipe.validate import world_size
 log = logging.getLogger(__name__)
 
 
+def make(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, letting the target's own one-paragraph errors through unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
 def data(cfg: DictConfig) -> PreparedDataset:
     """The prepared dataset (prepared once per content, then read from the cache)."""
     return PreparedDataset.load(ensure_prepared(cfg.dataset, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir))
@@ -40,16 +52,16 @@ def data(cfg: DictConfig) -> PreparedDataset:
 def model(cfg: DictConfig):
     """(model, tokenizer): ``model.loader`` loads the base, then a freshly initialised, seeded LoRA
     adapter named 'default' from ``model.lora`` (a peft.LoraConfig)."""
-    base, tokenizer = instantiate(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
+    base, tokenizer = make(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
     if cfg.model.gradient_checkpointing:
         base.gradient_checkpointing_enable()
         base.enable_input_require_grads()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    return apply_lora(base, instantiate(cfg.model.lora, _convert_="all")), tokenizer
+    return apply_lora(base, make(cfg.model.lora, _convert_="all")), tokenizer
 
 
 def loss(cfg: DictConfig) -> PreferenceLoss:
-    return instantiate(cfg.loss.objective)
+    return make(cfg.loss.objective)
 
 
 def layout(cfg: DictConfig, llm) -> str:
@@ -86,7 +98,7 @@ def sequential_model(cfg: DictConfig, prepared: PreparedDataset, node: DictConfi
 
     node = cfg.seqrec if node is None else node
     cache_dir = node.get("cache_dir") or cfg.paths.cache_dir
-    return load_or_train_seqrec(prepared, instantiate(node), Path(cache_dir))
+    return load_or_train_seqrec(prepared, make(node), Path(cache_dir))
 
 
 def negative_providers(cfg: DictConfig, llm, tokenizer, seqrec) -> dict[str, Any]:
@@ -117,15 +129,16 @@ def strategy(cfg: DictConfig):
     """A Lightning strategy object (``_target_``) or a registered strategy name."""
     node = canonical(cfg.strategy)
     name = node.pop("name")
-    return instantiate(node) if "_target_" in node else name
+    return make(node) if "_target_" in node else name
 
 
 def _entries(group: DictConfig | None, **extra: Any) -> list[Any]:
-    """Instantiate every named entry of a group; pass ``extra`` keyword arguments a target accepts."""
+    """Instantiate every named entry of a group; pass ``extra`` keyword arguments a target accepts
+    (as Python objects, after instantiation: they are never read as configs)."""
     out = []
     for node in (group or {}).values():
         params = inspect.signature(get_object(node["_target_"])).parameters
-        out.append(instantiate(node, **{k: v for k, v in extra.items() if k in params}))
+        out.append(make(node, _partial_=True)(**{k: v for k, v in extra.items() if k in params}))
     return out
 
 

@@ -152,3 +152,14 @@ def test_wandb_offline(sweep: Path, tmp_path: Path, monkeypatch):
     assert list(runs[0].glob("*.wandb"))
     media = list(runs[0].rglob("*.png"))
     assert len(media) == 3
+
+
+def test_time_and_count_metrics_are_never_bold(tmp_path: Path):
+    root = tmp_path / "s"
+    fast = {"test/hr@1": 0.5, "test/gen_seconds_per_user": 1.0, "test/n_valid": 10, "train/seconds": 5.0}
+    slow = {"test/hr@1": 0.4, "test/gen_seconds_per_user": 9.0, "test/n_valid": 20, "train/seconds": 50.0}
+    _run(root, "a", "dpo", "lastfm", 1, fast)
+    _run(root, "b", "sdpo", "lastfm", 1, slow)
+    md = write_report(root).read_text()
+    assert "**0.5000 ± -**" in md  # quality metrics still get their best marked
+    assert "**1.0000" not in md and "**9.0000" not in md  # neither the fastest nor the slowest time
