@@ -80,7 +80,10 @@ def is_count(key: str) -> bool:
 
 def label(key: str) -> str:
     metric = lookup(key)
-    return metric.label if metric is not None else ""
+    if metric is None:
+        return ""
+    band = re.search(r"band/([a-z]+)/hr@1$", key)
+    return f"HR@1 on {band.group(1)} targets" if band else metric.label
 
 
 #: The run's results table, in order (metrics absent from a run are left out).
