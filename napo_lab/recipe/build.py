@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,18 +133,18 @@ def strategy(cfg: DictConfig):
     return make(node) if "_target_" in node else name
 
 
-def _entries(group: DictConfig | None, **extra: Any) -> list[Any]:
-    """Instantiate every named entry of a group; pass ``extra`` keyword arguments a target accepts
-    (as Python objects, after instantiation: they are never read as configs)."""
+def _entries(group: DictConfig | None, **extra: Callable[[], Any]) -> list[Any]:
+    """Instantiate every named entry of a group; a target that accepts one of ``extra``'s keyword
+    arguments gets its value (computed then, passed as a Python object: never read as a config)."""
     out = []
     for node in (group or {}).values():
         params = inspect.signature(get_object(node["_target_"])).parameters
-        out.append(make(node, _partial_=True)(**{k: v for k, v in extra.items() if k in params}))
+        out.append(make(node, _partial_=True)(**{k: value() for k, value in extra.items() if k in params}))
     return out
 
 
 def loggers(cfg: DictConfig) -> list[Any]:
-    return _entries(cfg.logger, run_config=redact(canonical(cfg)))
+    return _entries(cfg.logger, run_config=lambda: redact(canonical(cfg)))
 
 
 def callbacks(cfg: DictConfig) -> list[L.Callback]:
