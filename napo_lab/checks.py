@@ -80,6 +80,10 @@ def validate(cfg: DictConfig) -> Any:
         except Exception as err:  # the loss constructor validates its own options
             cause = err.__cause__ or err
             problems.append(f"loss.objective ({loss.get('name')}): {cause}")
+        else:  # and the loss itself says what it needs from the data side (K >= 1, ...)
+            from napo_lab.losses.base import config_problems
+
+            problems += config_problems(objective, k)
     if cfg.get("forward") not in ("shared_prefix", "duplicate"):
         problems.append(f"forward={cfg.get('forward')!r}: use shared_prefix or duplicate")
     if problems:
