@@ -33,7 +33,8 @@ class LossInputs:
     ref_logps: Tensor | None = None  # [B, 1+K] frozen reference (SFT) model
     item_ids: Tensor | None = None  # [B, 1+K]
     history: Tensor | None = None  # [B, H] item ids, -1 padded
-    seq_scores: Tensor | None = None  # [B, 1+K] sequential-model score (logit) of each completion item
+    seq_scores: Tensor | None = None  # [B, 1+K] sequential-model score (logit) of each completion item;
+    #   an entry whose item_ids is < 0 is ignored (read as NaN: no score, see item_scores)
     user_states: Tensor | None = None  # [B, D] sequential-model user representation
     cross_policy_logps: Tensor | None = None  # [B, B, 1+K]: [i, j, k] = log-prob of user j's k-th
     #   completion under user i's prompt (NAPO share=exact)
