@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from napo_lab.losses.base import LossInputs, LossOutput
+from napo_lab.losses.base import LossInputs, LossOutput, gather_items
 from napo_lab.models.adapters import REFERENCE_ADAPTER, active_adapter
 from napo_lab.models.logprobs import completion_logps
 
@@ -90,9 +90,11 @@ class RecLitModule(L.LightningModule):
                 inputs.user_states = self.seqrec.user_states(hist).float()
                 all_scores = self.seqrec.scores(hist).float()
             inputs.seq_all_scores = all_scores
-            inputs.seq_scores = all_scores.gather(1, batch["item_ids"].clamp(min=0))
+            # NaN for an unknown item id (< 0): the loss applies its documented fallback instead of
+            # reading item 0's score.
+            inputs.seq_scores = gather_items(all_scores, batch["item_ids"])
         if self.train_counts.numel():
-            inputs.popularity = self.train_counts[batch["item_ids"].clamp(min=0)].float()
+            inputs.popularity = gather_items(self.train_counts.float(), batch["item_ids"])
         return loss(inputs)
 
     # -- Lightning hooks -----------------------------------------------------------------------

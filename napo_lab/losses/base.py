@@ -33,7 +33,8 @@ class LossInputs:
     ref_logps: Tensor | None = None  # [B, 1+K] frozen reference (SFT) model
     item_ids: Tensor | None = None  # [B, 1+K]
     history: Tensor | None = None  # [B, H] item ids, -1 padded
-    seq_scores: Tensor | None = None  # [B, 1+K] sequential-model score (logit) of each completion item
+    seq_scores: Tensor | None = None  # [B, 1+K] sequential-model score (logit) of each completion item;
+    #   an entry whose item_ids is < 0 is ignored (read as NaN: no score, see item_scores)
     user_states: Tensor | None = None  # [B, D] sequential-model user representation
     cross_policy_logps: Tensor | None = None  # [B, B, 1+K]: [i, j, k] = log-prob of user j's k-th
     #   completion under user i's prompt (NAPO share=exact)
@@ -56,11 +57,14 @@ REWARD_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margin", "rewar
 class PreferenceLoss(nn.Module):
     """Base class. Subclasses set the three ``needs_*`` flags (class or instance attributes) so the
     LightningModule computes only what the objective reads (no reference pass when
-    ``needs_reference`` is False, and so on)."""
+    ``needs_reference`` is False, and so on). ``needs_negatives`` says whether the objective
+    compares the positive with negatives: with K = 0 such a loss is identically 0 and trains
+    nothing, so :func:`config_problems` refuses that setting."""
 
     needs_reference: bool = True
     needs_sequential_model: bool = False
     needs_cross_logps: bool = False
+    needs_negatives: bool = True
 
     def forward(self, inputs: LossInputs) -> LossOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -104,7 +108,58 @@ def check_choice(name: str, value: str, choices: Iterable[str]) -> str:
     return value
 
 
+def config_problems(objective: nn.Module, num_negatives: int) -> list[str]:
+    """Problems with running ``objective`` on K = ``num_negatives`` negatives per example, one line
+    each, naming the config key (the config validation reports them with its other problems).
+
+    Options of the objective alone are checked by its constructor; this covers what depends on the
+    data side too.
+    """
+    problems = []
+    if getattr(objective, "needs_negatives", False) and num_negatives < 1:
+        problems.append(
+            f"loss.num_negatives={num_negatives}: {type(objective).__name__} compares the positive with "
+            "negatives, so it needs K >= 1 (with K = 0 its loss is exactly 0 and nothing is trained)"
+        )
+    return problems
+
+
 # --------------------------------------------------------------------------- input handling
+
+
+def gather_items(values: Tensor, item_ids: Tensor) -> Tensor:
+    """``values[b, item_ids[b, m]]`` for a per-item table ``values`` (``[B, n_items]``, or ``[n_items]``
+    shared by every row), in floating point, NaN where the id is unknown (< 0).
+
+    An unknown id has no value: NaN lets each objective apply its documented fallback (RosePO's
+    ``eps_fallback``, NAPO leaving the negative out of ``M_batch``, RecPO's half margin) instead of
+    silently reading item 0's value, which is what ``gather(ids.clamp(min=0))`` would do.
+    """
+    ids = item_ids.long().to(values.device)
+    table = values.detach() if values.is_floating_point() else values.detach().to(torch.float32)
+    if table.dim() == 1:
+        table = table.unsqueeze(0).expand(ids.shape[0], -1)
+    picked = table.gather(1, ids.clamp_min(0))
+    return torch.where(ids >= 0, picked, torch.full_like(picked, float("nan")))
+
+
+def item_scores(inputs: LossInputs) -> Tensor | None:
+    """``[B, 1+K]`` sequential-model score of each completion item, NaN where the item id is unknown.
+
+    From ``seq_scores`` when given (entries whose ``item_ids`` is < 0 become NaN whatever the caller
+    put there), else from ``seq_all_scores`` gathered at ``item_ids``; None when neither is there.
+    Detached: the sequential model is a frozen oracle.
+    """
+    ids = inputs.item_ids
+    if inputs.seq_scores is not None:
+        scores = inputs.seq_scores.detach()
+        if ids is None:
+            return scores
+        known = ids.to(scores.device) >= 0
+        return torch.where(known, scores, torch.full_like(scores, float("nan")))
+    if inputs.seq_all_scores is not None and ids is not None:
+        return gather_items(inputs.seq_all_scores, ids)
+    return None
 
 
 def compute_dtype(t: Tensor) -> torch.dtype:

@@ -8,6 +8,8 @@ how ``conf/loss/napo_official.yaml`` differs from ``conf/loss/napo.yaml``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -16,10 +18,11 @@ from napo_lab.losses.base import (
     LossOutput,
     PreferenceLoss,
     check_choice,
-    check_finite,
     check_positive,
     check_range,
     example_mean,
+    gather_items,
+    item_scores,
     lse_with_zero,
     masked_mean,
     require,
@@ -28,8 +31,9 @@ from napo_lab.losses.base import (
     valid_mask,
     validate_shapes,
 )
-from napo_lab.losses.napo_margin import GRANULARITIES, DynamicMargin
+from napo_lab.losses.napo_margin import DISTRIBUTED_MODES, GRANULARITIES, DynamicMargin
 from napo_lab.losses.napo_sharing import (
+    NEIGHBOUR_COUNTS,
     Pool,
     batch_sizes,
     false_negatives,
@@ -41,6 +45,7 @@ from napo_lab.losses.napo_sharing import (
 )
 
 SHARE_MODES = ("none", "reuse", "exact")
+BORROWED_SCORES = ("borrower", "owner")
 
 
 class NAPOLoss(PreferenceLoss):
@@ -52,16 +57,35 @@ class NAPOLoss(PreferenceLoss):
             log-prob computed under its owner's prompt; no extra forward pass) | ``exact`` (the
             borrowed item is scored under the borrower's own prompt, ``cross_policy_logps[i, j, k]``,
             so the softmax compares rewards under one prompt, as the S-DPO derivation assumes).
-        rho: share of the other users to borrow from, in (0, 1]: ``floor(rho * (N - 1))`` neighbours.
+        rho: share of the other users to borrow from, in (0, 1]: ``rho * (N - 1)`` neighbours, rounded
+            down as ``neighbour_count`` says.
+        neighbour_count: ``tolerant`` (``floor(rho * (N - 1) + 1e-9)``, the count the decimal rho
+            means) | ``truncate`` (official: ``int(rho * (N - 1))``, one fewer when the float product
+            lands just below an integer).
         mask_false_negatives: drop a borrowed item equal to the borrower's positive or in its history
             (the official code does not).
         detach_shared: no gradient through borrowed negatives (official: true).
         detach_own_negatives: no gradient through the user's own negatives either; with both set only
             the positive gets gradient, which is what the official code does when sharing is on.
-        gamma0: base margin (finite; 0 disables the margin).
-        alpha: confidence sensitivity of the margin (finite; 0 = constant margin ``gamma0``).
+        gamma0: base margin, >= 0 (finite; 0 disables the margin). ``gamma_t = gamma0 * (1 - alpha *
+            (level - M_t))`` is a margin the positive must clear; a negative gamma0 would turn it into a
+            bonus and reverse the confidence rule (surer false negatives would get a larger margin).
+        alpha: confidence sensitivity of the margin, >= 0 (finite; 0 = constant margin ``gamma0``).
+            A negative alpha reverses the confidence rule in the same way.
         momentum: EMA momentum m in [0, 1).
         granularity: ``batch`` (official, one margin per step) | ``user`` | ``negative``.
+        borrowed_score: the confidence of a borrowed negative in the margin: ``borrower`` (the
+            sequential model's score of the item for the user whose softmax it enters,
+            ``seq_all_scores[i, item]``) | ``owner`` (official: the score it has for the user it was
+            drawn for).
+        ema_bias_correction: the margin compares with ``M_t / (1 - m^t)`` instead of the raw EMA,
+            which starts at 0 (as Adam corrects its moments). Off (official): early gammas are far
+            from gamma0 and can be negative.
+        ema_in_eval: also update the EMA when the loss runs in eval mode (the official code does in
+            its evaluation passes). Off: eval mode reads the EMA and leaves it alone.
+        distributed_margin: under torch.distributed, ``global`` (every rank's margin and the EMA use
+            ``M_batch`` over all ranks' pairs) | ``local`` (official: each rank's margin uses its own
+            ``M_batch``; the EMA moves by the mean over ranks of the local ``M_batch``).
         use_reference: rewards from ``s - s_ref`` (needs the SFT reference) instead of ``s``.
         distributed_pool: with torch.distributed (world size > 1) and ``share=reuse``, borrow from all
             ranks' users. ``share=exact`` always uses the local pool: scoring a borrowed item under
@@ -69,8 +93,8 @@ class NAPOLoss(PreferenceLoss):
 
     Inputs read: ``policy_logps``, ``mask``, ``ref_logps`` (use_reference), ``user_states`` and
     ``item_ids`` (sharing), ``history`` (false-negative masking, optional), ``seq_scores`` or
-    ``seq_all_scores`` (dynamic margin; ``seq_all_scores`` lets a borrowed negative be scored for the
-    borrower instead of its owner), ``cross_policy_logps`` / ``cross_ref_logps`` (exact). In exact mode
+    ``seq_all_scores`` (dynamic margin; ``borrowed_score=borrower`` needs ``seq_all_scores``; an item id
+    < 0 has no score and is left out of ``M_batch``), ``cross_policy_logps`` / ``cross_ref_logps`` (exact). In exact mode
     only the entries ``[i, j]`` with ``j in self.neighbours(user_states)[i]`` are read; the others may
     hold anything (NaN included), so the caller can score just those pairs.
     """
@@ -89,6 +113,11 @@ class NAPOLoss(PreferenceLoss):
         granularity: str = "batch",
         use_reference: bool = False,
         distributed_pool: bool = True,
+        neighbour_count: str = "tolerant",
+        borrowed_score: str = "borrower",
+        ema_bias_correction: bool = True,
+        ema_in_eval: bool = False,
+        distributed_margin: str = "global",
     ) -> None:
         super().__init__()
         self.beta = check_positive("beta", beta)
@@ -99,11 +128,16 @@ class NAPOLoss(PreferenceLoss):
         self.detach_own_negatives = bool(detach_own_negatives)
         self.use_reference = bool(use_reference)
         self.distributed_pool = bool(distributed_pool)
+        self.neighbour_count = check_choice("neighbour_count", neighbour_count, NEIGHBOUR_COUNTS)
+        self.borrowed_score = check_choice("borrowed_score", borrowed_score, BORROWED_SCORES)
         self.margin = DynamicMargin(
-            gamma0=check_finite("gamma0", gamma0),
-            alpha=check_finite("alpha", alpha),
+            gamma0=check_range("gamma0", gamma0, 0.0, math.inf, low_open=False, high_open=True),
+            alpha=check_range("alpha", alpha, 0.0, math.inf, low_open=False, high_open=True),
             momentum=check_range("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True),
             granularity=check_choice("granularity", granularity, GRANULARITIES),
+            bias_correction=bool(ema_bias_correction),
+            update_in_eval=bool(ema_in_eval),
+            distributed=check_choice("distributed_margin", distributed_margin, DISTRIBUTED_MODES),
         )
         self.needs_reference = self.use_reference
         self.needs_cross_logps = self.share == "exact"
@@ -111,19 +145,32 @@ class NAPOLoss(PreferenceLoss):
 
     # ------------------------------------------------------------------ helpers
 
+    def n_neighbours(self, n_users: int) -> int:
+        return n_neighbours(self.rho, n_users, self.neighbour_count)
+
     def neighbours(self, user_states: Tensor) -> Tensor:
-        """``[B, floor(rho (B-1))]`` local neighbour indices (what ``share=exact`` borrows from)."""
+        """``[B, n]`` local neighbour indices, ``n = self.n_neighbours(B)`` (what ``share=exact``
+        borrows from)."""
         b, device = user_states.shape[0], user_states.device
         empty = torch.zeros(b, 0, device=device)
         pool = local_pool(user_states, empty, empty.bool(), empty.long(), None)
-        return select_neighbours(user_states, pool, n_neighbours(self.rho, b))
+        return select_neighbours(user_states, pool, self.n_neighbours(b))
 
     def _own_confidence(self, inputs: LossInputs, like: Tensor) -> Tensor | None:
-        if inputs.seq_scores is not None:
-            return inputs.seq_scores.detach()[:, 1:].to(like.dtype)
-        if inputs.seq_all_scores is not None and inputs.item_ids is not None:
-            return _score_items(inputs.seq_all_scores, inputs.item_ids[:, 1:]).to(like.dtype)
-        return None
+        """Owner's score of each own negative, NaN where the item id is unknown (no oracle value)."""
+        scores = item_scores(inputs)
+        return None if scores is None else scores[:, 1:].to(like.dtype)
+
+    def _borrowed_confidence(self, inputs: LossInputs, pool: Pool, nb: Tensor, b_items: Tensor) -> Tensor:
+        """``[B, n*K]`` confidence of the borrowed negatives (see ``borrowed_score``)."""
+        b = nb.shape[0]
+        if self.borrowed_score == "owner":
+            return pool.scores[nb].reshape(b, -1)
+        if inputs.seq_all_scores is None:
+            if self.margin.dynamic:
+                require(inputs, "seq_all_scores", loss="NAPOLoss(borrowed_score=borrower)")
+            return torch.full(b_items.reshape(b, -1).shape, float("nan"), device=nb.device)  # stats only
+        return gather_items(inputs.seq_all_scores, b_items.reshape(b, -1))
 
     def _pool(
         self, inputs: LossInputs, neg_rewards: Tensor, neg_mask: Tensor, own_conf: Tensor | None
@@ -178,7 +225,7 @@ class NAPOLoss(PreferenceLoss):
         n = 0
         if self.share != "none":
             pool = self._pool(inputs, neg_rewards, neg_mask, own_conf)
-            n = n_neighbours(self.rho, pool.n_users)
+            n = self.n_neighbours(pool.n_users)
             nb = select_neighbours(inputs.user_states, pool, n)  # [B, n]
             b_mask = pool.mask[nb]  # [B, n, K]
             b_items = pool.items[nb]
@@ -193,11 +240,7 @@ class NAPOLoss(PreferenceLoss):
             cand.append(borrowed.reshape(b, -1).to(own.dtype))
             cand_mask.append(b_mask.reshape(b, -1))
             if own_conf is not None:
-                if inputs.seq_all_scores is not None:
-                    b_conf = _score_items(inputs.seq_all_scores, b_items.reshape(b, -1))
-                else:
-                    b_conf = pool.scores[nb].reshape(b, -1)
-                conf.append(b_conf.to(own_conf.dtype))
+                conf.append(self._borrowed_confidence(inputs, pool, nb, b_items).to(own_conf.dtype))
         candidates = torch.cat(cand, dim=1)
         candidates_mask = torch.cat(cand_mask, dim=1)
         confidence = None if own_conf is None else torch.cat(conf, dim=1)
@@ -225,9 +268,3 @@ class NAPOLoss(PreferenceLoss):
         losses, has, metrics = self.per_example(inputs)
         return LossOutput(loss=example_mean(losses, has), metrics=metrics)
 
-
-def _score_items(all_scores: Tensor, items: Tensor) -> Tensor:
-    """``all_scores[i, items[i, m]]``, NaN for unknown items (id < 0): no oracle value."""
-    ids = items.long()
-    scores = all_scores.detach().gather(1, ids.clamp_min(0))
-    return torch.where(ids >= 0, scores, torch.full_like(scores, float("nan")))

@@ -1,7 +1,7 @@
 """NAPO's in-batch negative pool: neighbour selection and the all-ranks pool.
 
-A user borrows the negatives of its ``floor(rho * (N - 1))`` most similar users in the pool of N
-users, similarity being the dot product of the sequential model's user states. With
+A user borrows the negatives of its ``rho * (N - 1)`` (rounded down, see :func:`n_neighbours`) most
+similar users in the pool of N users, similarity being the dot product of the sequential model's user states. With
 ``torch.distributed`` initialised and world size > 1 the pool spans all ranks: states, negative
 rewards, item ids and masks are all-gathered, rewards with the differentiable
 ``torch.distributed.nn.functional.all_gather`` so a borrowed negative's gradient returns to the rank
@@ -43,9 +43,19 @@ def world() -> tuple[int, int] | None:
     return (dist.get_rank(), size) if size > 1 else None
 
 
-def n_neighbours(rho: float, n_users: int) -> int:
-    """``floor(rho * (N - 1))``; the epsilon keeps 0.7 * 10 = 7.000000000000001 and 0.3 * 10 =
-    3.0000000000000004 at their intended values without letting 2.9999 round up."""
+NEIGHBOUR_COUNTS = ("tolerant", "truncate")
+
+
+def n_neighbours(rho: float, n_users: int, rule: str = "tolerant") -> int:
+    """How many neighbours each user borrows from, out of the ``N - 1`` other users.
+
+    ``truncate`` (the official code): ``int(rho * (N - 1))``, the floating-point product truncated,
+    so a product that lands just below an integer loses one neighbour (rho = 0.58, N = 51:
+    0.58 * 50 = 28.999999999999996 -> 28). ``tolerant`` (default): ``floor(rho * (N - 1) + 1e-9)``,
+    the count meant by the decimal rho (29 there), without letting 2.9999 round up.
+    """
+    if rule == "truncate":
+        return max(0, int(rho * (n_users - 1)))
     return max(0, math.floor(rho * (n_users - 1) + 1e-9))
 
 

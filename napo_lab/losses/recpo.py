@@ -6,7 +6,15 @@ import torch
 from torch import Tensor
 
 from napo_lab.losses._family import RewardLoss
-from napo_lab.losses.base import LossInputs, check_choice, check_finite, example_mean, masked_mean, require
+from napo_lab.losses.base import (
+    LossInputs,
+    check_choice,
+    check_finite,
+    example_mean,
+    item_scores,
+    masked_mean,
+    require,
+)
 from napo_lab.losses.sdpo import sdpo_per_example
 
 MARGIN_MODES = ("constant", "seq_score")
@@ -25,8 +33,8 @@ class RecPOLoss(RewardLoss):
       of the completion items (``LossInputs.seq_scores``). A negative the sequential model clearly
       ranks below the positive gets nearly the full margin; one it ranks above the positive (a
       possible false negative) gets almost none. The margin carries no gradient (the sequential
-      model is frozen). Non-finite scores (e.g. an item outside the catalogue) fall back to
-      ``margin / 2`` (the value at equal scores).
+      model is frozen). Non-finite scores, and items whose id is unknown (< 0, outside the
+      catalogue), fall back to ``margin / 2`` (the value at equal scores).
 
     Args:
         beta: inverse temperature (> 0).
@@ -52,7 +60,7 @@ class RecPOLoss(RewardLoss):
             return self.margin
         require(inputs, "seq_scores", loss="RecPOLoss(margin_mode=seq_score)")
         with torch.no_grad():
-            z = inputs.seq_scores.detach().to(like.dtype)
+            z = item_scores(inputs).to(like.dtype)  # NaN where the item id is unknown (< 0)
             diff = z[:, :1] - z[:, 1:]
             weight = torch.where(torch.isfinite(diff), torch.sigmoid(diff), torch.full_like(diff, 0.5))
             return self.margin * weight

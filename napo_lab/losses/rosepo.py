@@ -15,7 +15,14 @@ import torch
 from torch import Tensor
 
 from napo_lab.losses._family import RewardLoss
-from napo_lab.losses.base import LossInputs, check_choice, check_range, masked_mean, pairwise_mean
+from napo_lab.losses.base import (
+    LossInputs,
+    check_choice,
+    check_range,
+    item_scores,
+    masked_mean,
+    pairwise_mean,
+)
 from napo_lab.losses.cdpo import cdpo_per_pair
 
 SMOOTHING_SOURCES = ("auto", "inputs", "seqrec", "constant")
@@ -37,8 +44,10 @@ class RosePOLoss(RewardLoss):
     * ``auto`` (default): ``inputs`` if ``smoothing`` is given, else ``seqrec`` if scores are given,
       else ``constant``.
 
-    Entries without an oracle value (non-finite score, item id < 0, e.g. a hallucinated title outside
-    the catalogue) take ``eps_fallback``. All values are clipped to ``[0, eps_max]``; eps carries no
+    Entries without an oracle value (non-finite score, or item id < 0: an item outside the catalogue,
+    whose id is unknown, on either the ``seq_scores`` or the ``seq_all_scores`` path) take
+    ``eps_fallback``. napo_lab's ``hallucinated`` negatives are real catalogue items outside the
+    prompt's candidate list, so they have ids and get an oracle value. All values are clipped to ``[0, eps_max]``; eps carries no
     gradient.
 
     Args:
@@ -65,15 +74,6 @@ class RosePOLoss(RewardLoss):
         self.smoothing_source = check_choice("smoothing_source", smoothing_source, SMOOTHING_SOURCES)
         self.needs_sequential_model = self.smoothing_source in ("auto", "seqrec")
 
-    def _scores(self, inputs: LossInputs) -> Tensor | None:
-        if inputs.seq_scores is not None:
-            return inputs.seq_scores.detach()
-        if inputs.seq_all_scores is not None and inputs.item_ids is not None:
-            ids = inputs.item_ids.long()
-            gathered = inputs.seq_all_scores.detach().gather(1, ids.clamp_min(0))
-            return torch.where(ids >= 0, gathered, torch.full_like(gathered, float("nan")))
-        return None
-
     def smoothing(self, inputs: LossInputs, like: Tensor) -> Tensor:
         """``[B, K]`` eps for every negative (see the class docstring for the sources)."""
         source = self.smoothing_source
@@ -99,7 +99,7 @@ class RosePOLoss(RewardLoss):
                         f"smoothing must be [B, K] = {tuple(like.shape)}, got {tuple(eps.shape)}"
                     )
             else:
-                z = self._scores(inputs)
+                z = item_scores(inputs)  # NaN for an unknown item (id < 0), whichever field it came from
                 if z is None:
                     raise ValueError(
                         "RosePOLoss(smoothing_source=seqrec) needs seq_scores or seq_all_scores+item_ids"

@@ -26,6 +26,7 @@ class SFTLoss(PreferenceLoss):
     needs_reference = False
     needs_sequential_model = False
     needs_cross_logps = False
+    needs_negatives = False
 
     def forward(self, inputs: LossInputs) -> LossOutput:
         validate_shapes(inputs)

@@ -143,10 +143,15 @@ def _loss(check: Checker, loss: Any, ds: Mapping[str, Any]) -> None:
     if check.target("loss.objective", loss.get("objective")) is None or len(check.problems) > before:
         return
     try:
-        instantiate(loss["objective"])
+        objective = instantiate(loss["objective"])
     except Exception as err:  # noqa: BLE001 - the loss constructor validates its own options
         cause = err.__cause__ or err
         check.problems.append(f"loss.objective ({loss.get('name')}): {cause}")
+        return
+    if typed:  # and the loss itself says what it needs from the data side (K >= 1, ...)
+        from napo_lab.losses.base import config_problems
+
+        check.problems.extend(config_problems(objective, int(k)))
 
 
 def _trainer(check: Checker, trainer: Mapping[str, Any], c: Mapping[str, Any]) -> None:

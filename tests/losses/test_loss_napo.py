@@ -163,7 +163,9 @@ def margin_batch(m: float) -> LossInputs:
 
 
 def ema_loss() -> NAPOLoss:
-    return NAPOLoss(share="none", gamma0=1.0, alpha=0.5, momentum=0.5, granularity="batch")
+    """The published EMA (no bias correction; napo.yaml turns it on, see test_loss_napo_options)."""
+    return NAPOLoss(share="none", gamma0=1.0, alpha=0.5, momentum=0.5, granularity="batch",
+                    ema_bias_correction=False)
 
 
 def test_margin_ema_three_steps():
@@ -221,27 +223,33 @@ def granularity_batch() -> LossInputs:
     ],
 )
 def test_margin_granularity(granularity, gammas):
-    loss = NAPOLoss(share="none", gamma0=1.0, alpha=0.5, momentum=0.5, granularity=granularity)
+    loss = NAPOLoss(share="none", gamma0=1.0, alpha=0.5, momentum=0.5, granularity=granularity,
+                    ema_bias_correction=False)
     losses, _, metrics = loss.per_example(granularity_batch())
     for i in range(2):
         assert losses[i].item() == pytest.approx(LN(1 + sum(math.exp(g) for g in gammas[i])))
     assert metrics["napo/gamma"].item() == pytest.approx(sum(map(sum, gammas)) / 4)
 
 
-def test_margin_reads_borrower_scores_from_seq_all_scores():
-    """reuse, two users (rho = 1). Without seq_all_scores a borrowed negative keeps its owner's score:
-    scores u0 neg 1, u1 neg 3 -> candidates {1, 3} and {3, 1} -> M_batch = 2. With seq_all_scores the
-    borrowed item is scored for the borrower: u0 scores item 4 as 7, u1 scores item 2 as 5 ->
-    {1, 7}, {3, 5} -> M_batch = 4."""
+def test_margin_borrowed_score_owner_or_borrower():
+    """reuse, two users (rho = 1). borrowed_score=owner: a borrowed negative keeps its owner's score:
+    scores u0 neg 1, u1 neg 3 -> candidates {1, 3} and {3, 1} -> M_batch = 2, whether or not
+    seq_all_scores is given. borrowed_score=borrower: the borrowed item is scored for the borrower:
+    u0 scores item 4 as 7, u1 scores item 2 as 5 -> {1, 7}, {3, 5} -> M_batch = 4."""
     inp, _ = two_users()
     inp.seq_scores = torch.tensor([[0.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
-    loss = NAPOLoss(share="reuse", rho=1.0)
-    assert loss(inp).metrics["napo/m_batch"].item() == pytest.approx(2.0)
+    owner = NAPOLoss(share="reuse", rho=1.0, borrowed_score="owner")
+    assert owner(inp).metrics["napo/m_batch"].item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="seq_all_scores"):  # borrower scores need every item's score
+        NAPOLoss(share="reuse", rho=1.0, borrowed_score="borrower")(inp)
     all_scores = torch.zeros(2, 5, dtype=torch.float64)
     all_scores[0, 2], all_scores[0, 4] = 1.0, 7.0
     all_scores[1, 4], all_scores[1, 2] = 3.0, 5.0
     inp.seq_all_scores = all_scores
-    assert NAPOLoss(share="reuse", rho=1.0)(inp).metrics["napo/m_batch"].item() == pytest.approx(4.0)
+    borrower = NAPOLoss(share="reuse", rho=1.0, borrowed_score="borrower")
+    assert borrower(inp).metrics["napo/m_batch"].item() == pytest.approx(4.0)
+    owner = NAPOLoss(share="reuse", rho=1.0, borrowed_score="owner")
+    assert owner(inp).metrics["napo/m_batch"].item() == pytest.approx(2.0)
 
 
 def test_missing_inputs_are_named():
@@ -264,5 +272,6 @@ def test_single_process_never_touches_distributed(monkeypatch):
 
     for name in ("all_gather", "all_reduce", "get_world_size", "get_rank"):
         monkeypatch.setattr(dist, name, boom)
-    inp = four_users(seq_scores=[[0.0, 1.0]] * 4)
+    inp = four_users(seq_scores=[[0.0, 1.0]] * 4, seq_all_scores=torch.ones(4, 40, dtype=torch.float64))
     NAPOLoss(share="reuse").train()(inp).loss.backward()
+    NAPOLoss(share="reuse", borrowed_score="owner", distributed_margin="local", ema_in_eval=True).eval()(inp)

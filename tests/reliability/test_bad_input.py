@@ -32,6 +32,7 @@ def test_unknown_option_lists_the_valid_ones(tmp_path):
 @pytest.mark.parametrize("override, needle", [
     ("loss.objective.beta=0", "beta"),
     ("loss.num_negatives=20", "K must be < dataset.n_candidates=20"),
+    ("loss.num_negatives=0", "needs K >= 1"),  # K = 0: an identically-0 loss that trains nothing
     ("pref.lr=-1", "pref.lr=-1"),
     ("sft.batch_size=0", "sft.batch_size=0"),
     ("sft.lr=abc", "expected a number"),
