@@ -11,7 +11,13 @@ from peft import LoraConfig
 from napo_lab.data.datamodule import PromptBuilder
 from napo_lab.losses.base import LossInputs
 from napo_lab.losses.sft import SFTLoss
-from napo_lab.models.llm import apply_lora, build_byte_tokenizer, find_packaged_gguf, load_gguf_package, load_tiny_random
+from napo_lab.models.llm import (
+    apply_lora,
+    build_byte_tokenizer,
+    find_packaged_gguf,
+    load_gguf_package,
+    load_tiny_random,
+)
 from napo_lab.models.logprobs import causal_lm, completion_and_prompt_logps
 
 TITLES = ["Amber Fox", "Blue River", "Crimson Tower", "Dusty Garden", "Emerald Comet", "Frozen Harbor"]
