@@ -54,11 +54,11 @@ def test_every_experiment_composes(experiment):
 
 def test_default_main_job_is_the_cpu_recipe_of_docs_learning():
     """The default job is the one docs/learning.md measures: synthetic chains, SFT with the history
-    loss (2 epochs, lr 1e-3), then NAPO, both protocols, with its references."""
+    loss (2 epochs, lr 2e-3), then NAPO, both protocols, with its references."""
     cfg = _compose("paths.output_dir=/tmp/x")
     assert cfg.model.name == "smollm2_135m" and cfg.model.loader._target_.endswith("load_gguf_package")
     assert cfg.dataset.name == "synthetic" and cfg.loss.name == "napo"
-    assert (cfg.sft.epochs, cfg.sft.lr, cfg.sft.history_weight) == (2, 1e-3, 1.0)
+    assert (cfg.sft.epochs, cfg.sft.lr, cfg.sft.history_weight) == (2, 2e-3, 1.0)
     assert cfg.eval.protocol == "both" and cfg.eval.references
     assert cfg.trainer.precision == "auto" and cfg.model.loader.dtype == "auto"
     assert cfg.sft.train_limit <= 1000 and cfg.pref.train_limit <= 512
