@@ -19,3 +19,12 @@ def _job_dirname(override_dirname) -> str:
 # conf/hydra/default.yaml names sweep job directories with ${napo_job_dir:${hydra.job.override_dirname}}.
 if not OmegaConf.has_resolver("napo_job_dir"):
     OmegaConf.register_new_resolver("napo_job_dir", _job_dirname)
+
+
+def _group_options(group) -> str:
+    """``${napo_group_options:dataset}``: the options of a config group (for help texts)."""
+    return ", ".join(sorted(p.stem for p in (CONF_DIR / str(group)).glob("*.yaml")))
+
+
+if not OmegaConf.has_resolver("napo_group_options"):
+    OmegaConf.register_new_resolver("napo_group_options", _group_options)
