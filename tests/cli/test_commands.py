@@ -177,5 +177,5 @@ def test_console_scripts_are_declared_and_help_says_how_to_complete(tmp_path):
     assert scripts == {"napo-run": "napo_lab.run:main", "napo-prepare": "napo_lab.prepare:main",
                        "napo-evaluate": "napo_lab.evaluate:main", "napo-report": "napo_lab.report:main",
                        "napo-recommend": "napo_lab.recommend:main"}
-    proc = run_module("napo_lab.run", ["--hydra-help"], tmp_path, tmp_path / "cache")
+    proc = run_module("napo_lab.run", ["--help"], tmp_path, tmp_path / "cache")
     assert 'eval "$(napo-run -sc install=bash)"' in proc.stdout, describe(proc)
