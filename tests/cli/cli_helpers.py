@@ -16,7 +16,7 @@ SHRINK = ["model=tiny_random", "sft.train_limit=8", "sft.batch_size=4", "pref.tr
 
 def env(cache_dir: Path, **extra: str) -> dict[str, str]:
     out = {**os.environ, "NAPO_LAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **extra}
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]), **extra}
     for key in ("WANDB_API_KEY", "NAPO_LAB_DDP_RUN_DIR", "HYDRA_FULL_ERROR", "WANDB_DIR"):
         out.pop(key, None)
     return out
