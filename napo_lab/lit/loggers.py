@@ -19,12 +19,49 @@ def redact(obj):
     return obj
 
 
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """Can the W&B server be reached (a TCP connection to $WANDB_BASE_URL, default api.wandb.ai:443)?"""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def wandb_mode(requested: str | None) -> str:
+    """online with a key and a reachable server; offline otherwise (with one warning when a key is set
+    but the server cannot be reached: W&B itself would wait minutes, then fail the run)."""
     if requested:
         return requested
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    if not os.environ.get("WANDB_API_KEY"):
+        return "offline"
+    if wandb_reachable():
+        return "online"
+    import logging
+
+    logging.getLogger("napo_lab").warning(
+        "WANDB_API_KEY is set but the W&B server cannot be reached: logging offline into the run dir "
+        "(upload later with `wandb sync <run dir>/wandb/offline-run-*`).")
+    return "offline"
+
+
+def job_suffix() -> str | None:
+    """``j<job number>`` in a multirun, so every job (hyper-parameter variant, Optuna trial) has its own name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return f"j{hc.job.num}" if hc.mode == RunMode.MULTIRUN else None
+    except (ValueError, ImportError):
+        return None
 
 
 def sweep_group() -> str | None:
@@ -55,6 +92,8 @@ def wandb_logger(save_dir: str, project: str = "napo_lab", entity: str | None = 
     if api_key:
         os.environ["WANDB_API_KEY"] = str(api_key)
     os.environ.setdefault("WANDB_SILENT", "true")
+    suffix = job_suffix()
+    name = f"{name}-{suffix}" if name and suffix else name
     return WandbLogger(project=project, entity=entity, group=sweep_group() or group, name=name, save_dir=str(save_dir),
                        mode=wandb_mode(mode), tags=list(tags or []), log_model=bool(log_model),
                        config=redact(run_config or {}), reinit="finish_previous")

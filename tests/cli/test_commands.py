@@ -179,3 +179,45 @@ def test_console_scripts_are_declared_and_help_says_how_to_complete(tmp_path):
                        "napo-recommend": "napo_lab.recommend:main"}
     proc = run_module("napo_lab.run", ["--help"], tmp_path, tmp_path / "cache")
     assert 'eval "$(napo-run -sc install=bash)"' in proc.stdout, describe(proc)
+
+
+def test_training_metrics_by_trl_names(trained):
+    """Preference steps log TRL's names (rewards/accuracies, rewards/margins, logps/chosen, logps/rejected)
+    plus lr and grad_norm; SFT steps log no reward metrics (before: rewards/accuracy=0)."""
+    run, _, _ = trained
+    tm = pd.read_csv(run / "train_metrics.csv")
+    pref, sft = tm[tm["stage"] == "pref"], tm[tm["stage"] == "sft"]
+    assert len(pref) and len(sft)
+    for col in ("train/rewards/accuracies", "train/rewards/margins", "train/logps/chosen", "train/logps/rejected",
+                "train/lr", "train/grad_norm"):
+        assert col in tm.columns and pref[col].notna().all(), col
+    assert (pref["train/rewards/accuracies"] == pref["train/rewards/accuracy"]).all()
+    assert (pref["train/logps/chosen"] < 0).all() and (pref["train/grad_norm"] > 0).all()
+    assert not any(c.startswith("train/rewards/") and sft[c].notna().any() for c in tm.columns)
+
+
+def test_cdpo_answers_to_trl_label_smoothing(tmp_path):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from napo_lab import CONF_DIR
+    from napo_lab.recipe.validate import validate
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["loss=cdpo", "+loss.objective.label_smoothing=0.2", "model=tiny_random",
+                                           f"paths.output_dir={tmp_path}", f"paths.cache_dir={tmp_path}"])
+    validate(cfg)
+    assert instantiate(cfg.loss.objective).eps == 0.2
+
+
+def test_wandb_key_without_network_falls_back_offline_at_once(monkeypatch, caplog):
+    """Before: with WANDB_API_KEY set and no network, about 3 minutes of retries, then "unexpected CommError"."""
+    from napo_lab.lit.loggers import wandb_mode
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    with caplog.at_level("WARNING", logger="napo_lab"):
+        assert wandb_mode(None) == "offline"
+    assert len(caplog.records) == 1  # one warning, and a refused connection is answered at once
+    assert "cannot be reached: logging offline" in caplog.text
