@@ -53,8 +53,9 @@ class DocCommand:
 
     @property
     def args(self) -> list[str]:
+        """The command's arguments; a bare ``...`` (prose for "and your other overrides") is dropped."""
         w = self.words
-        return w[3:] if w[:2] == ["python", "-m"] else w[1:]
+        return [a for a in (w[3:] if w[:2] == ["python", "-m"] else w[1:]) if a != "..."]
 
 
 def _strip_comment(line: str) -> str:
