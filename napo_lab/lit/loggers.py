@@ -159,7 +159,33 @@ def read_offline_run(run_dir: Path) -> dict:
     return {"history": history, "summary": summary}
 
 
-def publish(loggers, metrics: dict[str, float]) -> None:
+#: Users shown in W&B's predictions table (a sample: the whole file stays in the run dir).
+PREDICTION_SAMPLE = 50
+
+
+def wandb_tables(logger, metrics: dict[str, float], out_dir) -> None:
+    """W&B Tables: ``results`` (metric, value) and ``predictions/<role>`` (a sample of users: history,
+    candidates, answer, target, hit), read back from the run dir's predictions_<role>.parquet."""
+    import pandas as pd
+
+    from napo_lab.rundir import ROLES, predictions_file
+
+    logger.log_table("results", dataframe=pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}))
+    for role in ROLES:
+        path = Path(out_dir) / predictions_file(role)
+        if not path.is_file():
+            continue
+        pred = pd.read_parquet(path).head(PREDICTION_SAMPLE)
+        if "history_titles" not in pred:
+            continue
+        logger.log_table(f"predictions/{role}", dataframe=pd.DataFrame({
+            "user": pred["user"], "history": [" | ".join(h) for h in pred["history_titles"]],
+            "candidates": [" | ".join(c) for c in pred["candidate_titles"]], "generated": pred["generated"],
+            "answer": pred["matched_title"], "target": pred["target_title"],
+            "hit": (pred["matched"] == pred["target"]).astype(int)}))
+
+
+def publish(loggers, metrics: dict[str, float], out_dir=None) -> None:
     """Log a run's final metrics to every logger. W&B also records each metric's direction from the
     registry (run config ``metric_directions``: higher / lower; times and counts have none), so a
     W&B table or report never ranks a time or a count as best."""
@@ -171,5 +197,7 @@ def publish(loggers, metrics: dict[str, float]) -> None:
         if isinstance(logger, WandbLogger):
             directions = {k: direction(k) for k in sorted(metrics) if direction(k)}
             logger.experiment.config.update({"metric_directions": directions}, allow_val_change=True)
+            if out_dir is not None:
+                wandb_tables(logger, metrics, out_dir)
         logger.log_metrics(metrics)
         logger.save()

@@ -72,7 +72,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
             metrics.update(references(cfg, prepared, llm, tokenizer, job.out_dir))
         describe_adapter(job.out_dir / ADAPTER, run_config(cfg), metrics)
-        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)}, job.out_dir)
         return metrics
     finally:
         finish_wandb()  # the next job of a multirun starts a fresh W&B run with its own settings
@@ -118,7 +118,7 @@ def sequential_model_job(cfg: DictConfig, prepared, out_dir: Path) -> dict[str, 
     metrics.update(build.evaluator(cfg, prepared).evaluate(SeqRecPredictor(seqrec), out_dir=out_dir))
     loggers = build.loggers(cfg)
     try:
-        publish(loggers, metrics)
+        publish(loggers, metrics, out_dir)
     finally:
         finish_wandb()
     return metrics

@@ -22,7 +22,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     cache = root / "cache"
     run = root / "run"
-    proc = run_module("napo_lab.run", ["loss=dpo", *SHRINK, "eval.references=false", f"hydra.run.dir={run}"],
+    proc = run_module("napo_lab.run", ["loss=dpo", *SHRINK, "eval.references=false", "logger=wandb",
+                                       f"hydra.run.dir={run}"],
                       root, cache)
     assert proc.returncode == 0, describe(proc)
     return run, proc, cache
@@ -221,3 +222,15 @@ def test_wandb_key_without_network_falls_back_offline_at_once(monkeypatch, caplo
         assert wandb_mode(None) == "offline"
     assert len(caplog.records) == 1  # one warning, and a refused connection is answered at once
     assert "cannot be reached: logging offline" in caplog.text
+
+
+def test_wandb_run_has_results_and_predictions_tables(trained):
+    from napo_lab.lit.loggers import read_offline_run
+
+    run, _, _ = trained
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    summary = read_offline_run(offline)["summary"]
+    for key in ("results", "predictions/test"):
+        assert summary[f"{key}/_type"] == "table-file", key
+    assert summary["predictions/test/nrows"] == 4 and summary["predictions/test/ncols"] == 7
+    assert summary["results/nrows"] > 10
