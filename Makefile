@@ -35,7 +35,9 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-slow: install   # the tests marked slow (longer end-to-end runs), left out of `make test`
+# The slow tests (every documented command run as written on the tiny model, longer end-to-end runs),
+# left out of `make test`.
+test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: install

@@ -290,10 +290,14 @@ def log_to_wandb(table: pd.DataFrame, plots: Sequence[Path], source: Path, proje
     """
     import wandb
 
-    mode = os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    from napo_lab.lit.loggers import wandb_mode
+
+    mode = wandb_mode(None)
     clean = table.astype(object).where(table.notna(), None)
+    # The sweep's own group (its jobs log to sweep-<sweep dir name>) and files under the sweep dir, not ./wandb.
     run = wandb.init(project=project or os.environ.get("WANDB_PROJECT", "napo_lab"), job_type="report",
-                     name=f"report-{source.name}", mode=mode, config={"source": str(source)})
+                     name=f"report-{source.name}", group=f"sweep-{source.name}", dir=str(source), mode=mode,
+                     config={"source": str(source)})
     try:
         payload: dict[str, Any] = {"report/table": wandb.Table(dataframe=clean)}
         if paired is not None and not paired.empty:

@@ -131,7 +131,7 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
                       "over users excludes 0.")
     console.print(f"run dir: {out_dir}", soft_wrap=True)
     console.print(f"wall time: {seconds / 60:.1f} min")
-    if cfg.get("task_name") == "train" and cfg.dataset.get("train_limit") is None and cfg.sft.get("train_limit"):
+    if cfg.get("task_name") == "train" and not _hydra_info()[0] and _in_hydra():  # the default job only
         console.print("This is the CPU-sized job; the full-size runs are experiment configs, e.g. "
                       "`python -m napo_lab.run experiment=paper_napo` (see experiments/README.md).")
 
@@ -170,6 +170,9 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     job = job or train_job
     overrides, multirun = _hydra_info()
     in_hydra = _in_hydra()
+    from napo_lab.quiet import quiet_libraries
+
+    quiet_libraries(bool(cfg.get("debug", False)))
     from napo_lab.recipe.build import global_rank
 
     rank = global_rank()
@@ -178,9 +181,12 @@ def execute(cfg: DictConfig, job=None) -> float | None:
         # directory rank 0 chose, so they resume the same checkpoint and never delete anything.
         out_dir = (_run_dir(cfg, overrides, multirun, in_hydra) if rank == 0 or RUN_DIR_ENV not in os.environ
                    else Path(os.environ[RUN_DIR_ENV]))
-    except FileNotFoundError as err:
-        sys.exit(report_error(err, debug=bool(cfg.get("debug", False))))
-    out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except (FileNotFoundError, OSError) as err:
+        code = report_error(err, debug=bool(cfg.get("debug", False)))
+        if multirun:  # a job that cannot even start is a failed job; the sweep goes on
+            return float("nan")
+        sys.exit(code)
     if out_dir != Path(cfg.paths.output_dir):
         cfg.paths.output_dir = str(out_dir)
     from napo_lab.lit.loggers import redact

@@ -66,6 +66,8 @@ def _params(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The content-affecting parameters (the fingerprint's and the manifest's)."""
     params = {k: v for k, v in sorted(cfg.items()) if k not in RUNTIME_KEYS}
     params["builder"] = builder_name(cfg)
+    if params["builder"] == "custom":  # the file is identified by its content (sources), not by how it was named
+        params.pop("path", None)
     return params
 
 
@@ -100,7 +102,7 @@ def _resolve_files(cfg: dict[str, Any], data_dir: Path | str | None, cache_dir: 
             p = Path(data_dir) / p
         if not p.is_file():
             raise DataError(f"dataset.path={path}: file not found")
-        return {str(path): p}
+        return {p.name: p}  # absolute or relative, the same file is the same dataset (one cache)
     rels = _source_paths(cfg)
     if not rels:
         return {}

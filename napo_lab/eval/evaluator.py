@@ -36,6 +36,9 @@ PREDICTIONS_SCHEMA = pa.schema([
     ("user", pa.int64()), ("target", pa.int64()), ("candidates", pa.list_(pa.int64())),
     ("generated", pa.string()), ("scores", pa.list_(pa.float64())), ("scores_norm", pa.list_(pa.float64())),
     ("matched", pa.int64()),
+    # titles, so a predictions file reads without the dataset: history (oldest first), target, answer
+    ("history", pa.list_(pa.int64())), ("history_titles", pa.list_(pa.string())), ("target_title", pa.string()),
+    ("candidate_titles", pa.list_(pa.string())), ("matched_title", pa.string()),
 ])
 RANK_KS = (1, 5, 10)
 
@@ -120,6 +123,12 @@ class Evaluator:
                                              tail_ratio=self.tail_ratio, ks=RANK_KS, pop_ks=self.pop_ks,
                                              generation=predictor.generation, answers=predictor.answers)
             table["matched"] = answer_ids(table, self.titles, predictor.answers)
+            names = self.prepared.titles
+            table["history"] = [list(map(int, h)) for h in rows["history"]]
+            table["history_titles"] = [[names[int(i)] for i in h] for h in rows["history"]]
+            table["target_title"] = [names[int(t)] for t in table["target"]]
+            table["candidate_titles"] = [[names[int(i)] for i in c] for c in table["candidates"]]
+            table["matched_title"] = [names[int(m)] if 0 <= int(m) < len(names) else "" for m in table["matched"]]
             if out_dir is not None:
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
                 write_predictions(table, Path(out_dir) / predictions_file(role))

@@ -19,12 +19,49 @@ def redact(obj):
     return obj
 
 
+def wandb_reachable(timeout: float = 3.0) -> bool:
+    """Can the W&B server be reached (a TCP connection to $WANDB_BASE_URL, default api.wandb.ai:443)?"""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((url.hostname or "api.wandb.ai", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def wandb_mode(requested: str | None) -> str:
+    """online with a key and a reachable server; offline otherwise (with one warning when a key is set
+    but the server cannot be reached: W&B itself would wait minutes, then fail the run)."""
     if requested:
         return requested
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    if not os.environ.get("WANDB_API_KEY"):
+        return "offline"
+    if wandb_reachable():
+        return "online"
+    import logging
+
+    logging.getLogger("napo_lab").warning(
+        "WANDB_API_KEY is set but the W&B server cannot be reached: logging offline into the run dir "
+        "(upload later with `wandb sync <run dir>/wandb/offline-run-*`).")
+    return "offline"
+
+
+def job_suffix() -> str | None:
+    """``j<job number>`` in a multirun, so every job (hyper-parameter variant, Optuna trial) has its own name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+        return f"j{hc.job.num}" if hc.mode == RunMode.MULTIRUN else None
+    except (ValueError, ImportError):
+        return None
 
 
 def sweep_group() -> str | None:
@@ -55,6 +92,8 @@ def wandb_logger(save_dir: str, project: str = "napo_lab", entity: str | None = 
     if api_key:
         os.environ["WANDB_API_KEY"] = str(api_key)
     os.environ.setdefault("WANDB_SILENT", "true")
+    suffix = job_suffix()
+    name = f"{name}-{suffix}" if name and suffix else name
     return WandbLogger(project=project, entity=entity, group=sweep_group() or group, name=name, save_dir=str(save_dir),
                        mode=wandb_mode(mode), tags=list(tags or []), log_model=bool(log_model),
                        config=redact(run_config or {}), reinit="finish_previous")
@@ -120,7 +159,33 @@ def read_offline_run(run_dir: Path) -> dict:
     return {"history": history, "summary": summary}
 
 
-def publish(loggers, metrics: dict[str, float]) -> None:
+#: Users shown in W&B's predictions table (a sample: the whole file stays in the run dir).
+PREDICTION_SAMPLE = 50
+
+
+def wandb_tables(logger, metrics: dict[str, float], out_dir) -> None:
+    """W&B Tables: ``results`` (metric, value) and ``predictions/<role>`` (a sample of users: history,
+    candidates, answer, target, hit), read back from the run dir's predictions_<role>.parquet."""
+    import pandas as pd
+
+    from napo_lab.rundir import ROLES, predictions_file
+
+    logger.log_table("results", dataframe=pd.DataFrame({"metric": list(metrics), "value": list(metrics.values())}))
+    for role in ROLES:
+        path = Path(out_dir) / predictions_file(role)
+        if not path.is_file():
+            continue
+        pred = pd.read_parquet(path).head(PREDICTION_SAMPLE)
+        if "history_titles" not in pred:
+            continue
+        logger.log_table(f"predictions/{role}", dataframe=pd.DataFrame({
+            "user": pred["user"], "history": [" | ".join(h) for h in pred["history_titles"]],
+            "candidates": [" | ".join(c) for c in pred["candidate_titles"]], "generated": pred["generated"],
+            "answer": pred["matched_title"], "target": pred["target_title"],
+            "hit": (pred["matched"] == pred["target"]).astype(int)}))
+
+
+def publish(loggers, metrics: dict[str, float], out_dir=None) -> None:
     """Log a run's final metrics to every logger. W&B also records each metric's direction from the
     registry (run config ``metric_directions``: higher / lower; times and counts have none), so a
     W&B table or report never ranks a time or a count as best."""
@@ -132,5 +197,7 @@ def publish(loggers, metrics: dict[str, float]) -> None:
         if isinstance(logger, WandbLogger):
             directions = {k: direction(k) for k in sorted(metrics) if direction(k)}
             logger.experiment.config.update({"metric_directions": directions}, allow_val_change=True)
+            if out_dir is not None:
+                wandb_tables(logger, metrics, out_dir)
         logger.log_metrics(metrics)
         logger.save()

@@ -20,6 +20,8 @@ from napo_lab.models.adapters import REFERENCE_ADAPTER, active_adapter
 from napo_lab.models.logprobs import completion_and_prompt_logps, completion_logps
 
 log = logging.getLogger(__name__)
+#: napo_lab's metric -> TRL's name for the same quantity (both are logged in the preference stage).
+TRL_NAMES = {"rewards/accuracy": "rewards/accuracies", "rewards/margin": "rewards/margins"}
 
 
 class RecLitModule(L.LightningModule):
@@ -106,6 +108,7 @@ class RecLitModule(L.LightningModule):
             inputs.seq_scores = gather_items(all_scores, batch["item_ids"])
         if self.train_counts.numel():
             inputs.popularity = gather_items(self.train_counts.float(), batch["item_ids"])
+        self._last_inputs = inputs  # for the logps/* metrics of training_step
         return loss(inputs)
 
     # -- Lightning hooks -----------------------------------------------------------------------
@@ -119,9 +122,28 @@ class RecLitModule(L.LightningModule):
         # sync_dist: under DDP the logged values are the mean over ranks (the global batch), not rank 0's.
         self.log("train/loss", out.loss.detach(), prog_bar=True, batch_size=bsz, sync_dist=True)
         for name, value in out.metrics.items():
-            shown = name == "rewards/accuracy" and self.stage != "sft"  # SFT has no rejected answers
+            if name.startswith("rewards/") and self.stage == "sft":
+                continue  # SFT has no rejected answers: reward metrics would mean nothing
+            shown = name == "rewards/accuracy"
             self.log(f"train/{name}", value.detach().float(), prog_bar=shown, batch_size=bsz, sync_dist=True)
+            if name in TRL_NAMES:  # the same value under TRL's name (DPOTrainer's logs)
+                self.log(f"train/{TRL_NAMES[name]}", value.detach().float(), batch_size=bsz, sync_dist=True)
+        inputs = getattr(self, "_last_inputs", None)
+        if inputs is not None and self.stage != "sft" and inputs.policy_logps.shape[1] > 1:
+            with torch.no_grad():
+                lp, mask = inputs.policy_logps.detach().float(), inputs.mask[:, 1:].float()
+                self.log("train/logps/chosen", lp[:, 0].mean(), batch_size=bsz, sync_dist=True)
+                rejected = (lp[:, 1:] * mask).sum() / mask.sum().clamp(min=1)
+                self.log("train/logps/rejected", rejected, batch_size=bsz, sync_dist=True)
+        if self._trainer is not None and self.trainer.optimizers:
+            self.log("train/lr", float(self.trainer.optimizers[0].param_groups[0]["lr"]), batch_size=bsz)
         return out.loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """The gradient norm before clipping (TRL's ``grad_norm``), over the trainable parameters."""
+        grads = [p.grad.detach().float().norm() for p in self.model.parameters() if p.grad is not None]
+        if grads:
+            self.log("train/grad_norm", torch.stack(grads).norm(), batch_size=1)
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]

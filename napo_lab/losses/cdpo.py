@@ -26,12 +26,16 @@ class CDPOLoss(RewardLoss):
         eps: label-smoothing probability in [0, 0.5) (0 is DPO; 0.5 would make the loss blind to the
             preference, so it is excluded).
         use_reference: as in :class:`~napo_lab.losses.dpo.DPOLoss`.
+        label_smoothing: TRL's name for ``eps``; when given it wins (``loss.objective.label_smoothing=0.2``).
 
     K > 1: mean over valid negatives, then over examples (as DPO).
     """
 
-    def __init__(self, beta: float = 1.0, eps: float = 0.1, use_reference: bool = True) -> None:
+    def __init__(self, beta: float = 1.0, eps: float = 0.1, use_reference: bool = True,
+                 label_smoothing: float | None = None) -> None:
         super().__init__(beta=beta, use_reference=use_reference)
+        if label_smoothing is not None:  # TRL's name for eps (DPOConfig.label_smoothing)
+            eps = label_smoothing
         self.eps = check_range("eps", eps, 0.0, 0.5, low_open=False, high_open=True)
 
     def objective(self, chosen: Tensor, rejected: Tensor, neg_mask: Tensor, inputs: LossInputs):

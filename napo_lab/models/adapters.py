@@ -13,6 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from napo_lab.errors import UserError
+
 REFERENCE_ADAPTER = "reference"
 WEIGHTS = "adapter_model.safetensors"
 
@@ -40,11 +42,23 @@ def load_adapter_into(model, path: Path, adapter: str = "default") -> None:
     weights = Path(path) / WEIGHTS
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} is missing: not a saved napo_lab adapter")
-    result = set_peft_model_state_dict(model, load_file(str(weights)), adapter_name=adapter)
+    hint = ("it was trained on another base model or LoRA config (see adapter_config.json's "
+            "base_model_name_or_path and r); evaluate it with that model=..., or retrain.")
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+        raise AdapterError(f"{weights} cannot be read ({str(err).splitlines()[0]}): the file is damaged or not "
+                           "a safetensors file; retrain or copy the adapter again.") from None
+    try:
+        result = set_peft_model_state_dict(model, state, adapter_name=adapter)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
+        first = lines[0] if lines else str(err).splitlines()[0]
+        raise AdapterError(f"{weights} does not fit this model: {len(lines) or 1} tensor(s) differ in shape, "
+                           f"e.g. {first}; {hint}") from None
     bad = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
     if bad:
-        raise ValueError(f"{weights} does not fit this model (unexpected keys such as {bad[0]}); "
-                         "it was trained with another model or LoRA config.")
+        raise AdapterError(f"{weights} does not fit this model (unexpected keys such as {bad[0]}); {hint}")
 
 
 def attach_reference(model, adapter_path: Path) -> None:
@@ -65,3 +79,72 @@ def active_adapter(model, name: str):
         yield
     finally:
         model.set_adapter(previous)
+
+
+# ----------------------------------------------------------------------------- self-describing adapters
+RUN_CONFIG = "napo_lab_config.yaml"  # the resolved, redacted config of the run that trained the adapter
+CARD = "README.md"
+
+
+class AdapterError(UserError, ValueError):
+    """A saved adapter that cannot be used here (foreign, corrupt or for another model)."""
+
+
+def base_model_id(model_cfg: dict) -> str:
+    """What adapter_config.json's ``base_model_name_or_path`` says: a hub id / directory when the model
+    has one, else ``napo_lab:<model name>`` (embedded GGUF package, tiny random model)."""
+    loader = model_cfg.get("loader") or {}
+    return str(loader.get("name_or_path") or f"napo_lab:{model_cfg.get('name')}")
+
+
+def describe_adapter(path: Path, run_config: dict, metrics: dict[str, float] | None = None) -> None:
+    """Make a saved adapter self-describing: the run's config beside it, the base model in
+    adapter_config.json, and a model card (README.md) with model, LoRA, data, method and metrics."""
+    import json
+
+    import yaml
+
+    path = Path(path)
+    model_cfg, dataset = run_config.get("model") or {}, run_config.get("dataset") or {}
+    (path / RUN_CONFIG).write_text(yaml.safe_dump(run_config, sort_keys=False))
+    cfg_file = path / "adapter_config.json"
+    adapter_cfg = json.loads(cfg_file.read_text())
+    adapter_cfg["base_model_name_or_path"] = base_model_id(model_cfg)
+    cfg_file.write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True))
+    lora = {k: v for k, v in (model_cfg.get("lora") or {}).items() if k != "_target_"}
+    loss = run_config.get("loss") or {}
+    lines = [
+        "---", "library_name: peft", f"base_model: {base_model_id(model_cfg)}", "tags: [napo_lab, lora, recommendation]",
+        "---", "", f"# {loss.get('name', 'adapter')} LoRA adapter for {model_cfg.get('name')} on {dataset.get('name')}", "",
+        "A LoRA adapter trained by napo_lab (LLM-based sequential recommendation). The run's whole resolved config is",
+        f"`{RUN_CONFIG}`; `python -m napo_lab.evaluate adapter=<this dir>` evaluates it and",
+        "`python -m napo_lab.recommend adapter=<this dir> history=...` recommends with it (base model and data are",
+        "read from that file).", "",
+        f"- base model: `{base_model_id(model_cfg)}` (napo_lab model config `{model_cfg.get('name')}`)",
+        f"- dataset: `{dataset.get('name')}`", f"- objective: `{loss.get('name')}` (stage `{loss.get('stage')}`)",
+        f"- seed: {run_config.get('seed')}",
+        "- LoRA: " + ", ".join(f"{k}={v}" for k, v in lora.items()), "",
+    ]
+    if metrics:
+        lines += ["| metric | value |", "|---|---|"]
+        from napo_lab.metrics.registry import HEADLINE
+
+        lines += [f"| `{role}/{name}` | {metrics[f'{role}/{name}']:.4f} |" for role in ("val", "test")
+                  for name in HEADLINE if f"{role}/{name}" in metrics]
+        lines.append("")
+    (path / CARD).write_text("\n".join(lines))
+
+
+def adapter_run_config(path: Path) -> dict | None:
+    """The config saved beside an adapter by describe_adapter, or None (an adapter from elsewhere)."""
+    import yaml
+
+    file = Path(path) / RUN_CONFIG
+    if not file.is_file():
+        return None
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise AdapterError(f"{file} is not readable YAML ({str(err).splitlines()[0]}); it is written by napo_lab "
+                           "beside every adapter it saves: retrain, or pass model=... dataset=... yourself.") from None
+    return data if isinstance(data, dict) else None

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from napo_lab.eval import LLMPredictor, SeqRecPredictor
 from napo_lab.lit.loggers import finish_wandb, publish
 from napo_lab.losses.sft import SFTLoss
-from napo_lab.models.adapters import attach_reference, load_adapter_into, save_adapter
+from napo_lab.models.adapters import attach_reference, describe_adapter, load_adapter_into, save_adapter
 from napo_lab.recipe import build
 from napo_lab.recipe.stages import Job, fit_stage, sft_adapter
 from napo_lab.recipe.validate import validate
@@ -71,10 +71,20 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
             from napo_lab.recipe.references import references
 
             metrics.update(references(cfg, prepared, llm, tokenizer, job.out_dir))
-        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)})
+        describe_adapter(job.out_dir / ADAPTER, run_config(cfg), metrics)
+        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)}, job.out_dir)
         return metrics
     finally:
         finish_wandb()  # the next job of a multirun starts a fresh W&B run with its own settings
+
+
+def run_config(cfg: DictConfig) -> dict:
+    """The resolved config without secrets (what travels with an adapter)."""
+    from omegaconf import OmegaConf
+
+    from napo_lab.lit.loggers import redact
+
+    return redact(OmegaConf.to_container(cfg, resolve=True))
 
 
 def evaluate_llm(cfg: DictConfig, prepared, llm, tokenizer, out_dir: Path | None) -> dict[str, float]:
@@ -108,7 +118,7 @@ def sequential_model_job(cfg: DictConfig, prepared, out_dir: Path) -> dict[str, 
     metrics.update(build.evaluator(cfg, prepared).evaluate(SeqRecPredictor(seqrec), out_dir=out_dir))
     loggers = build.loggers(cfg)
     try:
-        publish(loggers, metrics)
+        publish(loggers, metrics, out_dir)
     finally:
         finish_wandb()
     return metrics

@@ -118,7 +118,11 @@ def _seqrec(check: Checker, key: str, node: Any) -> None:
     from napo_lab.models.seqrec.config import SeqRecConfig
 
     if not isinstance(node, Mapping):
-        check.bad(key, node, "expected a sequential-model config (model=sasrec|gru4rec|caser)")
+        hint = (f"choose the sequential model NAPO/RosePO consult with model@seqrec={node} (seqrec is filled "
+                "from the model group)" if key == "seqrec" and node in ("sasrec", "gru4rec", "caser")
+                else f"expected a sequential-model config ({'model@seqrec' if key == 'seqrec' else 'model'}"
+                     "=sasrec|gru4rec|caser)")
+        check.bad(key, node, hint)
         return
     check.value(key, {k: v for k, v in node.items() if k != "_target_"}, SeqRecConfig)
 

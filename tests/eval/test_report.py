@@ -147,7 +147,8 @@ def test_wandb_offline(sweep: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     write_report(sweep, out=tmp_path / "o", use_wandb=True, wandb_project="napo_lab_test")
-    runs = list((wandb_dir / "wandb").glob("offline-run-*"))
+    assert not list(wandb_dir.rglob("offline-run-*"))  # written under the sweep dir, not $WANDB_DIR or ./wandb
+    runs = list((sweep / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("*.wandb"))
     media = list(runs[0].rglob("*.png"))

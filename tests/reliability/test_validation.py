@@ -53,6 +53,16 @@ def test_bad_setting_is_refused_with_its_key(tmp_path, cache_dir, overrides, nee
     assert needle in str(err.value), str(err.value)
 
 
+def test_seqrec_given_as_a_group_name_gets_the_right_spelling(tmp_path, cache_dir):
+    """`seqrec=gru4rec` sets seqrec to a string (seqrec is filled from the model group): refused before
+    anything loads, naming the override that works."""
+    cfg = compose_cfg([*TINY, "loss=napo", "seqrec=gru4rec"], tmp_path, cache_dir)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert "seqrec='gru4rec': choose the sequential model NAPO/RosePO consult with model@seqrec=gru4rec" in str(err.value)
+    validate(compose_cfg([*TINY, "loss=napo", "model@seqrec=gru4rec"], tmp_path, cache_dir))
+
+
 def test_every_problem_is_listed_at_once(tmp_path, cache_dir):
     overrides = [o for o, _ in BAD if o[0] != "strategy=fsdp"]
     cfg = compose_cfg([*TINY, "loss=sdpo", *[x for o in overrides for x in o]], tmp_path, cache_dir)

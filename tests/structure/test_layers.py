@@ -12,7 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "napo_lab"
 
 # First match wins: module name prefixes -> layer, lowest first.
 LAYERS = [
-    ("base", ["napo_lab", "napo_lab.errors", "napo_lab.cache", "napo_lab.rundir", "napo_lab.progress"]),
+    ("base", ["napo_lab", "napo_lab.errors", "napo_lab.cache", "napo_lab.rundir", "napo_lab.progress",
+              "napo_lab.quiet"]),
     ("config", ["napo_lab.config"]),
     ("metrics", ["napo_lab.metrics"]),
     ("data", ["napo_lab.data"]),
@@ -22,7 +23,7 @@ LAYERS = [
     ("eval", ["napo_lab.eval"]),
     ("recipe", ["napo_lab.recipe"]),
     ("cli", ["napo_lab.run", "napo_lab.evaluate", "napo_lab.prepare", "napo_lab.resume", "napo_lab.report",
-             "napo_lab.plots", "napo_lab.comparisons"]),
+             "napo_lab.plots", "napo_lab.comparisons", "napo_lab.sweep", "napo_lab.recommend", "napo_lab.cli"]),
 ]
 ORDER = [name for name, _ in LAYERS]
 
