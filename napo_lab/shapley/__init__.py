@@ -3,7 +3,7 @@ in BPR training (Triplet Shapley, He & Ma, CIKM 2024; see docs/triplet_shapley.m
 
 from napo_lab.shapley.games import Game, SubsetGame, exact_shapley
 from napo_lab.shapley.importance import importance, loss_weights, resample
-from napo_lab.shapley.tmc import ShapleyEstimate, tmc_shapley
+from napo_lab.shapley.tmc import MarginalSamples, ShapleyEstimate, estimate, sample_marginals, tmc_shapley
 from napo_lab.shapley.triplets import (
     TripletShapleyConfig,
     TripletValues,
@@ -15,16 +15,19 @@ from napo_lab.shapley.triplets import (
 
 __all__ = [
     "Game",
+    "MarginalSamples",
     "ShapleyEstimate",
     "SubsetGame",
     "TripletShapleyConfig",
     "TripletValues",
     "UserRankingGame",
+    "estimate",
     "exact_shapley",
     "importance",
     "loss_weights",
     "metric_at_k",
     "resample",
+    "sample_marginals",
     "tmc_shapley",
     "triplet_shapley",
     "user_games",

@@ -64,27 +64,132 @@ def walk(game: Game, order: np.ndarray, u_empty: float, u_all: float, tolerance:
     return curve, evaluations, 0
 
 
-def _cross_fitted(marginals: np.ndarray, positions: np.ndarray, curves: np.ndarray, per_player: bool
-                  ) -> np.ndarray:
+_TINY = 1e-12
+BETA_MAX = 2.0
+
+
+def curve_slope(mean_curve: np.ndarray, bins: int | None) -> np.ndarray:
+    """s(c) for c = 0..n-1 from the mean prefix curve g(0..n): its differences, or with ``bins`` the
+    average slope over equal-width position bins (less noise; mean(s) is still (g(n) - g(0)) / n
+    and the slopes of one ordering still sum to g(n) - g(0))."""
+    n = len(mean_curve) - 1
+    if not bins or bins >= n:
+        return np.diff(mean_curve)
+    edges = np.unique(np.linspace(0, n, bins + 1).round().astype(int))
+    slope = np.empty(n)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        slope[lo:hi] = (mean_curve[hi] - mean_curve[lo]) / (hi - lo)
+    return slope
+
+
+def _cross_fitted(marginals: np.ndarray, positions: np.ndarray, curves: np.ndarray, per_player: bool,
+                  bins: int | None = None) -> np.ndarray:
     """Corrected marginals [P, n]: the curve slope and beta of one half correct the other half.
-    beta is one number per game (pooled) or one per player."""
+
+    beta (one per game, or one per player) is the regression slope of the marginals on the curve
+    slope *estimated without that ordering* (leave one ordering out within the fitting half): it
+    measures how well a curve from the other orderings predicts a new one, so a curve that does not
+    generalise gets beta near 0 and the correction switches itself off instead of adding noise."""
     p, n = marginals.shape
     out = marginals.copy()
     folds = (np.arange(p) % 2 == 0, np.arange(p) % 2 == 1)
     for fit, apply in (folds, folds[::-1]):
-        slope = np.diff(curves[fit].mean(0))  # s(c), c = 0..n-1
-        expected = slope.mean()  # E[s(c)] for a uniform position
-        c_fit = slope[positions[fit]] - expected
-        x = c_fit - c_fit.mean(0)
-        y = marginals[fit] - marginals[fit].mean(0)
+        m_fit, pos_fit, curves_fit = marginals[fit], positions[fit], curves[fit]
+        k = m_fit.shape[0]
+        total = curves_fit.sum(0)
+        x = np.empty_like(m_fit)
+        for j in range(k):
+            loo = curve_slope((total - curves_fit[j]) / (k - 1), bins)
+            x[j] = loo[pos_fit[j]] - loo.mean()
+        x -= x.mean(0)
+        y = m_fit - m_fit.mean(0)
         if per_player:
             denom = (x * x).sum(0)
-            beta = np.divide((x * y).sum(0), denom, out=np.zeros(n), where=denom > 0)
+            beta = np.divide((x * y).sum(0), denom, out=np.zeros(n), where=denom > _TINY)
         else:
             denom = float((x * x).sum())
-            beta = float((x * y).sum()) / denom if denom > 0 else 0.0
-        out[apply] = marginals[apply] - beta * (slope[positions[apply]] - expected)
+            beta = float((x * y).sum()) / denom if denom > _TINY else 0.0
+        # beta is fitted on the other half only, so clipping it keeps the estimator unbiased; it stops
+        # a near-constant surrogate (tiny denominator) from blowing the variance up.
+        beta = np.clip(beta, 0.0, BETA_MAX)
+        slope = curve_slope(curves_fit.mean(0), bins)  # s(c), c = 0..n-1, from the whole fitting half
+        out[apply] = marginals[apply] - beta * (slope[positions[apply]] - slope.mean())
     return out
+
+
+@dataclass
+class MarginalSamples:
+    """The raw walk: marginals [P, n] (by player), positions [P, n] of each player, prefix curves
+    [P, n + 1], U(empty), U(all), utilities computed and positions cut by truncation."""
+
+    marginals: np.ndarray
+    positions: np.ndarray
+    curves: np.ndarray
+    u_empty: float
+    u_all: float
+    evaluations: int
+    truncated: int
+
+
+def sample_marginals(game: Game, n_permutations: int, rng: np.random.Generator, tolerance: float = 0.0,
+                     patience: int = 6, chunk: int = 64) -> MarginalSamples:
+    """Walk ``n_permutations`` uniform orderings of ``game`` (with truncation, see the module doc)."""
+    n = game.n_players
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    identity = np.arange(n)
+    u_empty = float(game.prefix_values(identity, 0, 1)[0])
+    u_all = float(game.prefix_values(identity, n, n + 1)[0]) if n else u_empty
+    marginals = np.zeros((n_permutations, n))
+    positions = np.zeros((n_permutations, n), dtype=np.int64)
+    curves = np.full((n_permutations, n + 1), u_empty)
+    evaluations, truncated = 2, 0
+    for p in range(n_permutations if n else 0):
+        order = rng.permutation(n)
+        positions[p, order] = identity
+        curve, used, cut = walk(game, order, u_empty, u_all, tolerance, max(1, patience), max(1, chunk))
+        curves[p] = curve
+        marginals[p, order] = np.diff(curve)
+        evaluations += used
+        truncated += cut
+    return MarginalSamples(marginals, positions, curves, u_empty, u_all, evaluations, truncated)
+
+
+def estimate(samples: MarginalSamples, control_variate: bool | str = "pooled", cv_bins: int | None = None
+             ) -> ShapleyEstimate:
+    """Shapley estimates from walked orderings, with or without the control variate.
+
+    ``control_variate``: ``pooled`` (one beta per game: the corrections of an ordering sum to zero,
+    so efficiency holds per ordering), ``per_player`` (one beta per player: a null player stays
+    exactly 0, efficiency holds in expectation), or False/``none``. It needs at least 4 orderings
+    (2 per half) and is skipped below that. ``cv_bins`` smooths the learning-curve slope over that
+    many position bins (None: one slope per position)."""
+    if control_variate is True:
+        control_variate = "pooled"
+    if control_variate in (False, None):
+        control_variate = "none"
+    if control_variate not in ("pooled", "per_player", "none"):
+        raise ValueError(f"control_variate must be pooled, per_player or none, got {control_variate!r}")
+    marginals = samples.marginals
+    n_perm, n = marginals.shape
+    if n == 0:
+        return ShapleyEstimate(np.zeros(0), np.zeros(0), n_perm, samples.evaluations, 0.0, 1.0)
+    corrected = marginals
+    if control_variate != "none" and n_perm >= 4 and n > 1:
+        corrected = _cross_fitted(marginals, samples.positions, samples.curves, control_variate == "per_player",
+                                  cv_bins)
+    ddof = 1 if n_perm > 1 else 0
+    var_plain = marginals.var(0, ddof=ddof)
+    var_cv = corrected.var(0, ddof=ddof)
+    ratio = float(var_plain.sum() / var_cv.sum()) if var_cv.sum() > 0 else 1.0
+    return ShapleyEstimate(
+        values=corrected.mean(0),
+        stderr=np.sqrt(var_cv / n_perm),
+        n_permutations=n_perm,
+        evaluations=samples.evaluations,
+        truncated_share=samples.truncated / (n * n_perm),
+        variance_ratio=ratio,
+    )
 
 
 def tmc_shapley(
@@ -95,53 +200,10 @@ def tmc_shapley(
     patience: int = 6,
     control_variate: bool | str = "pooled",
     chunk: int = 64,
+    cv_bins: int | None = None,
 ) -> ShapleyEstimate:
-    """Estimate the Shapley values of ``game`` from ``n_permutations`` uniform orderings.
-
-    ``patience = 6`` matches the code's rule (truncate when the counter exceeds 5).
-    ``control_variate``: ``pooled`` (one beta per game: the corrections of an ordering sum to zero,
-    so efficiency holds per ordering), ``per_player`` (one beta per player: a null player stays
-    exactly 0, efficiency holds in expectation), or False/``none``. It needs at least 4 orderings
-    (2 per half) and is skipped below that."""
-    if control_variate is True:
-        control_variate = "pooled"
-    if control_variate in (False, None):
-        control_variate = "none"
-    if control_variate not in ("pooled", "per_player", "none"):
-        raise ValueError(f"control_variate must be pooled, per_player or none, got {control_variate!r}")
-    n = game.n_players
-    if n_permutations < 1:
-        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
-    if n == 0:
-        return ShapleyEstimate(np.zeros(0), np.zeros(0), n_permutations, 0, 0.0, 1.0)
-    identity = np.arange(n)
-    u_empty = float(game.prefix_values(identity, 0, 1)[0])
-    u_all = float(game.prefix_values(identity, n, n + 1)[0])
-    evaluations = 2
-    marginals = np.empty((n_permutations, n))
-    positions = np.empty((n_permutations, n), dtype=np.int64)
-    curves = np.empty((n_permutations, n + 1))
-    truncated = 0
-    for p in range(n_permutations):
-        order = rng.permutation(n)
-        positions[p, order] = identity
-        curve, used, cut = walk(game, order, u_empty, u_all, tolerance, max(1, patience), max(1, chunk))
-        curves[p] = curve
-        marginals[p, order] = np.diff(curve)
-        evaluations += used
-        truncated += cut
-    corrected = marginals
-    if control_variate != "none" and n_permutations >= 4 and n > 1:
-        corrected = _cross_fitted(marginals, positions, curves, control_variate == "per_player")
-    ddof = 1 if n_permutations > 1 else 0
-    var_plain = marginals.var(0, ddof=ddof)
-    var_cv = corrected.var(0, ddof=ddof)
-    ratio = float(var_plain.sum() / var_cv.sum()) if var_cv.sum() > 0 else 1.0
-    return ShapleyEstimate(
-        values=corrected.mean(0),
-        stderr=np.sqrt(var_cv / n_permutations),
-        n_permutations=n_permutations,
-        evaluations=evaluations,
-        truncated_share=truncated / (n * n_permutations),
-        variance_ratio=ratio,
-    )
+    """Estimate the Shapley values of ``game`` from ``n_permutations`` uniform orderings
+    (:func:`sample_marginals` then :func:`estimate`). ``patience = 6`` matches the code's rule
+    (truncate when the counter exceeds 5)."""
+    samples = sample_marginals(game, n_permutations, rng, tolerance, patience, chunk)
+    return estimate(samples, control_variate, cv_bins)

@@ -72,6 +72,7 @@ class TripletShapleyConfig:
     tolerance: float = 0.01  # truncation tolerance, relative to U(all) (code: 0.01); 0 = no truncation
     patience: int = 6  # consecutive close prefixes before truncating (code: counter > 5)
     control_variate: str = "pooled"  # pooled | per_player | none (see tmc.py)
+    cv_bins: int | None = 8  # position bins of the learning-curve surrogate (None: every position)
     metric: str = "recall"  # recall | ndcg (the utility's metric)
     k: int = 20  # the utility's cutoff (code: Recall@20)
     probe_step: float = 1.0  # the whole set moves a user by probe_step * |p_u|
@@ -128,7 +129,7 @@ def triplet_shapley(users: Tensor, items: Tensor, triplets: np.ndarray, train: l
     evaluations, cut, n_games, var_plain, var_cv = 0, 0.0, 0, 0.0, 0.0
     for _, idx, game in user_games(users, items, triplets, train, val, cfg):
         est: ShapleyEstimate = tmc_shapley(game, cfg.n_permutations, rng, cfg.tolerance, cfg.patience,
-                                           cfg.control_variate, cfg.chunk)
+                                           cfg.control_variate, cfg.chunk, cfg.cv_bins)
         values[idx] = est.values / n_eval
         stderr[idx] = est.stderr / n_eval
         ident = np.arange(game.n_players)
