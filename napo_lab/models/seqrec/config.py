@@ -11,7 +11,9 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from napo_lab.config.check import spec
 
 log = logging.getLogger(__name__)
 
@@ -22,33 +24,38 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "caser": ("n_h", "n_v", "dropout"),
 }
 #: Keys accepted for compatibility with the Hydra model group but irrelevant to the weights.
-NON_TRAINING_KEYS = ("kind", "name", "device", "num_threads", "_target_", "cache_dir")
+NON_TRAINING_KEYS = ("_target_",)
 
 
 @dataclass
 class SeqRecConfig:
-    arch: str = "sasrec"  # sasrec | gru4rec | caser
-    hidden_size: int = 64  # item embedding = user state size (LLaRA's SASRec uses 64)
-    max_len: int = 10  # history window; the protocol shows at most 10 items
-    num_layers: int = 2  # SASRec blocks / GRU layers
-    num_heads: int = 1  # SASRec attention heads
-    dropout: float = 0.2
-    n_h: int = 16  # Caser: horizontal filters per height
-    n_v: int = 4  # Caser: vertical filters
-    loss: str = "ce"  # ce (full softmax) | bpr | sampled_softmax
-    num_negatives: int = 1  # uniform negatives per row for bpr / sampled_softmax
-    lr: float = 0.002
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    max_epochs: int = 20
-    patience: int = 3  # epochs without improvement of `monitor` on the val candidates
-    monitor: str = "ndcg@10"  # a key of napo_lab.eval.metrics.ranking_metrics
-    val_split: str | None = None  # split for early stopping; None = manifest default_val_split
-    seed: int = 42
-    device: str = "cpu"  # cpu | cuda | auto (training only; the returned model is on CPU)
-    num_threads: int | None = (
-        1  # torch CPU threads while training (None = leave as is); 1 avoids oversubscription
-    )
+    """A sequential recommender and how it is trained (conf/model/<arch>.yaml; a NAPO run's ``seqrec``)."""
+
+    kind: Literal["seqrec"] = spec("seqrec", "llm or seqrec")
+    name: str = spec("sasrec", "the model's name (reports)")
+    arch: Literal["sasrec", "gru4rec", "caser"] = spec("sasrec", "architecture")
+    hidden_size: int = spec(64, "item embedding = user state size (LLaRA's SASRec uses 64)", ge=1)
+    max_len: int = spec(10, "history window; the protocol shows at most 10 items", ge=1)
+    num_layers: int = spec(2, "SASRec blocks / GRU layers", ge=1)
+    num_heads: int = spec(1, "SASRec attention heads", ge=1)
+    dropout: float = spec(0.2, "dropout", ge=0, lt=1)
+    n_h: int = spec(16, "Caser: horizontal filters per height", ge=1)
+    n_v: int = spec(4, "Caser: vertical filters", ge=1)
+    loss: Literal["ce", "bpr", "sampled_softmax"] = spec("ce", "ce (full softmax) | bpr | sampled_softmax")
+    num_negatives: int = spec(1, "uniform negatives per row for bpr / sampled_softmax", ge=1)
+    lr: float = spec(0.002, "AdamW learning rate", gt=0)
+    weight_decay: float = spec(0.0, "AdamW weight decay", ge=0)
+    batch_size: int = spec(256, "rows per step", ge=1)
+    max_epochs: int = spec(20, "epochs at most", ge=1)
+    patience: int = spec(3, "epochs without improvement of `monitor` on the val candidates", ge=1)
+    monitor: Literal["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"] = spec(
+        "ndcg@10", "early-stopping metric (napo_lab.metrics.ranking.ranking_metrics)")
+    val_split: str | None = spec(None, "split for early stopping; null = the manifest's default_val_split")
+    seed: int = spec(42, "seed of the training run", ge=0)
+    device: Literal["cpu", "cuda", "auto"] = spec("cpu", "training device (the returned model is on CPU)")
+    num_threads: int | None = spec(1, "torch CPU threads while training (null = unchanged); 1 avoids "
+                                      "oversubscription in parallel sweeps", ge=1)
+    cache_dir: str | None = spec(None, "null = paths.cache_dir")
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> SeqRecConfig:
