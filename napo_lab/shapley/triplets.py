@@ -24,17 +24,19 @@ independently). Triplets of users without validation items are null players (val
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from napo_lab.config.check import spec
 from napo_lab.shapley.tmc import ShapleyEstimate, tmc_shapley
 
 
 def metric_at_k(scores: Tensor, relevant: Tensor, k: int, metric: str) -> Tensor:
     """Recall@K or NDCG@K of each row of ``scores`` [R, n_items] for one relevant set [r]; excluded
-    items carry -inf. Pessimistic ties as in napo_lab.eval.full_ranking."""
+    items carry -inf. Pessimistic ties as in napo_lab.metrics.full_ranking."""
     rel = scores[:, relevant]  # [R, r]
     higher = (scores.unsqueeze(1) > rel.unsqueeze(2)).sum(-1)
     tied = (scores.unsqueeze(1) == rel.unsqueeze(2)).sum(-1) - 1
@@ -68,16 +70,19 @@ class UserRankingGame:
 
 @dataclass
 class TripletShapleyConfig:
-    n_permutations: int = 10  # orderings per user (>= 4 for the control variate)
-    tolerance: float = 0.01  # truncation tolerance, relative to U(all) (code: 0.01); 0 = no truncation
-    patience: int = 6  # consecutive close prefixes before truncating (code: counter > 5)
-    control_variate: str = "pooled"  # pooled | per_player | none (see tmc.py)
-    cv_bins: int | None = 8  # position bins of the learning-curve surrogate (None: every position)
-    metric: str = "recall"  # recall | ndcg (the utility's metric)
-    k: int = 20  # the utility's cutoff (code: Recall@20)
-    probe_step: float = 1.0  # the whole set moves a user by probe_step * |p_u|
-    chunk: int = 64  # prefixes evaluated per batch along an ordering
-    seed: int = 0
+    """How triplets are valued (the ``sampler.shapley`` block)."""
+
+    n_permutations: int = spec(10, "orderings per user (>= 4 for the control variate)", ge=1)
+    tolerance: float = spec(0.01, "truncation tolerance relative to U(all) (code: 0.01); 0 = no truncation", ge=0)
+    patience: int = spec(6, "consecutive close prefixes before truncating (code: counter > 5)", ge=1)
+    control_variate: Literal["pooled", "per_player", "none"] = spec("pooled", "the learning-curve control "
+                                                                              "variate (see tmc.py)")
+    cv_bins: int | None = spec(8, "position bins of the learning-curve surrogate (null: every position)", ge=1)
+    metric: Literal["recall", "ndcg"] = spec("recall", "the utility's metric")
+    k: int = spec(20, "the utility's cutoff (code: Recall@20)", ge=1)
+    probe_step: float = spec(0.3, "the whole set of a user's triplets moves it by probe_step * |p_u|", gt=0)
+    chunk: int = spec(64, "prefixes evaluated per batch along an ordering", ge=1)
+    seed: int = spec(0, "seed of the orderings", ge=0)
 
     def __post_init__(self) -> None:
         if self.n_permutations < 1 or self.k < 1 or self.probe_step <= 0 or self.tolerance < 0:

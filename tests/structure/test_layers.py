@@ -15,6 +15,7 @@ LAYERS = [
     ("base", ["napo_lab", "napo_lab.errors", "napo_lab.cache", "napo_lab.rundir", "napo_lab.progress"]),
     ("config", ["napo_lab.config"]),
     ("metrics", ["napo_lab.metrics"]),
+    ("shapley", ["napo_lab.shapley"]),
     ("data", ["napo_lab.data"]),
     ("models", ["napo_lab.models"]),
     ("losses", ["napo_lab.losses"]),

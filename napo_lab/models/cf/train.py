@@ -14,16 +14,19 @@ triplets of a randomly initialised model).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
+from napo_lab.config.check import spec
 from napo_lab.data.ratings import RatingsSplit
-from napo_lab.eval.full_ranking import full_ranking_metrics
+from napo_lab.metrics.full_ranking import full_ranking_metrics
 from napo_lab.models.cf.models import BPRMF, CFModel, LightGCN
 from napo_lab.models.preferdiff.config import dataclass_from_mapping
 from napo_lab.shapley import TripletShapleyConfig, importance, loss_weights, resample, triplet_shapley
@@ -35,20 +38,26 @@ DEFAULT_WEIGHT_DECAY = {"bprmf": 1e-2, "lightgcn": 1e-3}
 
 @dataclass
 class CFConfig:
-    arch: str = "bprmf"  # bprmf | lightgcn
-    dim: int = 64
-    n_layers: int = 1  # LightGCN propagation layers (code: layer_size [64] -> 1)
-    adj_norm: str = "row_self_loop"  # LightGCN: row_self_loop (code) | symmetric (paper)
-    lr: float = 1e-3
-    weight_decay: float | None = None  # None = the code's value for the arch (MF 1e-2, LightGCN 1e-3)
-    batch_size: int = 1024
-    reduction: str = "sum"  # sum (code) | mean
-    max_epochs: int = 300
-    eval_every: int = 5
-    patience: int = 6  # evaluations without improvement of `monitor` before stopping
-    monitor: str = "recall@20"
-    seed: int = 0
-    num_threads: int | None = 1
+    """A non-sequential model and its BPR training (conf/model/bprmf.yaml, lightgcn.yaml)."""
+
+    kind: Literal["cf"] = spec("cf", "the non-sequential family (rating protocol, full ranking)")
+    name: str = spec("bprmf", "the model's name (reports)")
+    arch: Literal["bprmf", "lightgcn"] = spec("bprmf", "matrix factorisation or LightGCN")
+    dim: int = spec(64, "embedding size (code: 64)", ge=1)
+    n_layers: int = spec(1, "LightGCN propagation layers (code: layer_size [64] -> 1)", ge=0)
+    adj_norm: Literal["row_self_loop", "symmetric"] = spec("row_self_loop", "LightGCN adjacency: D^-1 (A + I) "
+                                                                            "(code) or D^-1/2 A D^-1/2 (paper)")
+    lr: float = spec(1e-3, "Adam learning rate (code: 1e-3)", gt=0)
+    weight_decay: float | None = spec(None, "Adam weight decay; null = the code's (MF 1e-2, LightGCN 1e-3)", ge=0)
+    batch_size: int = spec(1024, "triplets per step (code: 1,024 MF)", ge=1)
+    reduction: Literal["sum", "mean"] = spec("sum", "BPR loss over a batch (code: sum)")
+    max_epochs: int = spec(300, "epochs at most (an epoch = one pass over the training pairs)", ge=1)
+    eval_every: int = spec(5, "epochs between validation evaluations", ge=1)
+    patience: int = spec(6, "evaluations without improvement of monitor before stopping", ge=1)
+    monitor: Literal["recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20"] = spec(
+        "recall@20", "validation metric for early stopping (full ranking)")
+    seed: int = spec(0, "seed of initialisation, negatives and orderings", ge=0)
+    num_threads: int | None = spec(1, "torch CPU threads while training (null = unchanged)", ge=1)
 
     def __post_init__(self) -> None:
         if self.arch not in DEFAULT_WEIGHT_DECAY:
@@ -61,15 +70,20 @@ class CFConfig:
 
 @dataclass
 class SamplerConfig:
-    name: str = "uniform"  # uniform | triplet_shapley
-    use: str = "resample"  # triplet_shapley: resample (the paper's wording) | weight (the code's)
-    weighting: str = "clipped"  # weight: clipped (mean-1 weights from the clipped values) | raw (the code)
-    clip_quantile: float = 0.99
-    floor: float = 0.1
-    warmup_epochs: int = 20  # uniform epochs before the first valuation
-    refresh_every: int = 20  # epochs between valuations (code: sample_every 10)
-    pool_negatives: int = 1  # negatives per (user, positive) pair in a valued pool
-    shapley: dict = field(default_factory=dict)  # TripletShapleyConfig keys
+    """Which (user, positive, negative) triplets BPR trains on (conf/sampler/*.yaml)."""
+
+    name: Literal["uniform", "triplet_shapley"] = spec("uniform", "uniform negatives, or Triplet Shapley")
+    use: Literal["resample", "weight"] = spec("resample", "triplet_shapley: resample (the paper's wording) or "
+                                                           "weight the loss (the code's)")
+    weighting: Literal["clipped", "raw"] = spec("clipped", "weight: mean-1 weights from the clipped values, or the "
+                                                           "raw values (the code)")
+    clip_quantile: float = spec(0.99, "values are clipped to [0, this quantile]", gt=0, le=1)
+    floor: float = spec(0.1, "added to every clipped value, times their mean (zero-valued triplets stay "
+                             "drawable)", ge=0)
+    warmup_epochs: int = spec(20, "uniform epochs before the first valuation", ge=0)
+    refresh_every: int = spec(20, "epochs between valuations (code: sample_every 10)", ge=1)
+    pool_negatives: int = spec(1, "negatives per (user, positive) pair in a valued pool", ge=1)
+    shapley: TripletShapleyConfig = spec(factory=TripletShapleyConfig, doc="the valuation (napo_lab.shapley)")
 
     def __post_init__(self) -> None:
         if self.name not in ("uniform", "triplet_shapley"):
@@ -78,7 +92,13 @@ class SamplerConfig:
             raise ValueError(f"sampler.use must be resample or weight, got {self.use!r}")
         if self.refresh_every < 1 or self.pool_negatives < 1 or self.warmup_epochs < 0:
             raise ValueError("need refresh_every >= 1, pool_negatives >= 1, warmup_epochs >= 0")
-        TripletShapleyConfig(**self.shapley)  # validates the nested block early
+        if isinstance(self.shapley, Mapping):
+            self.shapley = TripletShapleyConfig(**self.shapley)
+
+    @property
+    def label(self) -> str:
+        """Row name suffix in reports: '' (uniform), '+ts-resample', '+ts-weight'."""
+        return "" if self.name == "uniform" else f"+ts-{self.use}"
 
 
 def build_cf(cfg: CFConfig, split: RatingsSplit) -> CFModel:
@@ -136,10 +156,10 @@ def _value_pool(model: CFModel, split: RatingsSplit, pairs: np.ndarray, noisy: n
 def train_cf(split: RatingsSplit, cfg: CFConfig | Any, sampler: SamplerConfig | Any = None) -> tuple[CFModel, dict]:
     """Train with early stopping on validation ``cfg.monitor``; return the best model and an info dict
     (metrics per evaluation, valuation statistics, seconds)."""
-    cfg = cfg if isinstance(cfg, CFConfig) else dataclass_from_mapping(CFConfig, cfg, ("kind", "name", "_target_"))
+    cfg = cfg if isinstance(cfg, CFConfig) else dataclass_from_mapping(CFConfig, cfg, ("_target_", "cache_dir"))
     sampler = sampler if isinstance(sampler, SamplerConfig) else dataclass_from_mapping(
         SamplerConfig, sampler or {}, ("_target_",))
-    shapley_cfg = TripletShapleyConfig(**{"seed": cfg.seed, **sampler.shapley})
+    shapley_cfg = dataclasses.replace(sampler.shapley, seed=sampler.shapley.seed + cfg.seed)
     threads = torch.get_num_threads()
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
@@ -186,7 +206,7 @@ def train_cf(split: RatingsSplit, cfg: CFConfig | Any, sampler: SamplerConfig | 
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss)
+                total += float(loss.detach())
             if not np.isfinite(total):
                 raise FloatingPointError(f"non-finite BPR loss at epoch {epoch}")
             if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.max_epochs:

@@ -11,48 +11,61 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from napo_lab.config.check import spec
 
 log = logging.getLogger(__name__)
 
 #: Keys of the model group that do not change the trained weights.
-NON_TRAINING_KEYS = ("kind", "name", "arch", "device", "num_threads", "_target_", "cache_dir")
+NON_TRAINING_KEYS = ("_target_", "kind", "name", "arch", "device", "num_threads", "cache_dir")
 MODEL_KEYS = ("hidden_size", "max_len", "num_layers", "num_heads", "dropout", "timesteps", "beta_start",
               "beta_end", "beta_schedule", "ddim_step", "ddim_align_time", "guidance_w", "p_uncond", "gamma",
               "lam", "reduction", "error")
+MONITOR = Literal["full/recall@5", "full/recall@10", "full/ndcg@5", "full/ndcg@10", "rank/hr@1", "rank/hr@5",
+                  "rank/hr@10", "rank/ndcg@5", "rank/ndcg@10", "rank/mrr"]
 
 
 @dataclass
 class PreferDiffConfig:
-    hidden_size: int = 64  # paper/code: 3072; even (the sinusoidal time embedding needs it)
-    max_len: int = 10  # history window (code: max_seq_length 10)
-    num_layers: int = 1  # encoder blocks (code: layer_num 1)
-    num_heads: int = 2  # (code: num_heads 2)
-    dropout: float = 0.1  # (code: dropout 0.1)
-    timesteps: int = 2000  # T (code: timesteps 2000)
-    beta_start: float = 1e-4  # linear betas (code: beta_start 0.0001, beta_end 0.02)
-    beta_end: float = 0.02
-    beta_schedule: str = "linear"  # linear | cosine
-    ddim_step: int = 100  # DDIM stride: indices 0, 100, ..., 2000 = 21 steps (code: ddim_step 100)
-    ddim_align_time: bool = False  # False = the code's time index (see diffusion.py)
-    guidance_w: float = 4.0  # classifier-free guidance (code config: 4; README command: 2; best: 2/8/6)
-    p_uncond: float = 0.1  # probability of the null condition in training (code: p 0.1)
-    gamma: float = 5.0  # preference temperature (code: gamma 5.0)
-    lam: float = 0.5  # weight of the generative term (code config 0.5; README/best 0.4-0.6)
-    reduction: str = "batch"  # batch (code: batch means before the sigmoid) | per_example
-    error: str = "cosine"  # cosine (README command) | l2 (code config default)
-    lr: float = 1e-4  # AdamW (code: lr 1e-4 for PreferDiff)
-    weight_decay: float = 0.0
-    batch_size: int = 256  # (code: train_batch_size 256)
-    max_epochs: int = 150  # (code: epochs 150)
-    patience: int = 10  # epochs without improvement of `monitor` (code: patience 10)
-    monitor: str = "full/recall@5"  # (code: val_metric recall@5, full catalogue); or rank/ndcg@10 etc.
-    mask_history: bool = False  # full ranking: drop history items first (code: no)
-    eval_seed: int = 0  # seed of the sampling noise at evaluation (results are then reproducible)
-    val_split: str | None = None  # None = the prepared dataset's default_val_split
-    seed: int = 42
-    device: str = "cpu"  # cpu | cuda | auto (training only; the returned model is on CPU)
-    num_threads: int | None = 1
+    """PreferDiff and how it is trained (conf/model/preferdiff.yaml). Sources in the comments:
+    ``config.yaml`` = the public models/PreferDiff/config.yaml, ``default.yaml`` its default.yaml."""
+
+    kind: Literal["seqrec"] = spec("seqrec", "a sequential model (trained and cached like SASRec)")
+    name: str = spec("preferdiff", "the model's name (reports)")
+    arch: Literal["preferdiff"] = spec("preferdiff", "architecture")
+    hidden_size: int = spec(64, "embedding size (paper/code: 3072); even (sinusoidal time embedding)", ge=4)
+    max_len: int = spec(10, "history window (default.yaml: max_seq_length 10)", ge=1)
+    num_layers: int = spec(1, "encoder blocks (config.yaml: layer_num 1)", ge=1)
+    num_heads: int = spec(2, "encoder attention heads (config.yaml: 2)", ge=1)
+    dropout: float = spec(0.1, "encoder dropout (config.yaml: 0.1)", ge=0, lt=1)
+    timesteps: int = spec(2000, "diffusion steps T (config.yaml: 2000)", ge=2)
+    beta_start: float = spec(1e-4, "first beta of the linear schedule (config.yaml: 0.0001)", gt=0, lt=1)
+    beta_end: float = spec(0.02, "last beta (config.yaml: 0.02)", gt=0, lt=1)
+    beta_schedule: Literal["linear", "cosine"] = spec("linear", "beta schedule (config.yaml: linear)")
+    ddim_step: int = spec(100, "DDIM stride: indices 0, 100, ..., 2000 = 21 steps (config.yaml: 100)", ge=1)
+    ddim_align_time: bool = spec(False, "false = the code's DDIM time index (t = n * step); true = the "
+                                        "schedule's own step")
+    guidance_w: float = spec(4.0, "classifier-free guidance w (config.yaml 4; README command 2)", ge=0)
+    p_uncond: float = spec(0.1, "probability of the null condition in training (config.yaml: p 0.1)", ge=0, lt=1)
+    gamma: float = spec(5.0, "preference temperature (config.yaml: 5.0)", ge=0)
+    lam: float = spec(0.5, "weight of the generative term (config.yaml 0.5; README 0.4)", ge=0, le=1)
+    reduction: Literal["batch", "per_example"] = spec("batch", "batch: l_pos, l_neg are batch means before the "
+                                                               "sigmoid (the code); per_example")
+    error: Literal["cosine", "l2"] = spec("cosine", "reconstruction error (README command: cosine)")
+    lr: float = spec(1e-4, "AdamW learning rate (config.yaml: 1e-4)", gt=0)
+    weight_decay: float = spec(0.0, "AdamW weight decay (default.yaml: 0)", ge=0)
+    batch_size: int = spec(256, "rows per step (default.yaml: 256)", ge=2)
+    max_epochs: int = spec(150, "epochs at most (default.yaml: 150)", ge=1)
+    patience: int = spec(10, "epochs without improvement of monitor (default.yaml: 10)", ge=1)
+    monitor: MONITOR = spec("full/recall@5", "early-stopping metric (default.yaml: recall@5, full catalogue)")
+    mask_history: bool = spec(False, "full ranking removes the row's history items first (the code: no)")
+    eval_seed: int = spec(0, "seed of the sampling noise at evaluation (reproducible scores)", ge=0)
+    val_split: str | None = spec(None, "split for early stopping; null = the manifest's default_val_split")
+    seed: int = spec(42, "seed of the training run", ge=0)
+    device: Literal["cpu", "cuda", "auto"] = spec("cpu", "training device (the returned model is on CPU)")
+    num_threads: int | None = spec(1, "torch CPU threads while training (null = unchanged)", ge=1)
+    cache_dir: str | None = spec(None, "null = paths.cache_dir")
 
     def __post_init__(self) -> None:
         if self.hidden_size % 2 or self.hidden_size < 4:
@@ -67,23 +80,23 @@ class PreferDiffConfig:
             raise ValueError(f"preferdiff lam must be in [0, 1], got {self.lam}")
         if self.batch_size < 2:
             raise ValueError("preferdiff needs batch_size >= 2 (the negatives are the other rows)")
-        if not self.monitor.startswith(("full/", "rank/")):
-            raise ValueError(f"preferdiff monitor must be full/<metric> or rank/<metric>, got {self.monitor!r}")
+        if self.monitor not in MONITOR.__args__:
+            raise ValueError(f"preferdiff monitor must be one of {', '.join(MONITOR.__args__)}, got {self.monitor!r}")
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> PreferDiffConfig:
         """From a dict / DictConfig / PreferDiffConfig; unknown keys are logged and ignored."""
         if isinstance(cfg, PreferDiffConfig):
             return dataclasses.replace(cfg)
-        return dataclass_from_mapping(cls, cfg, NON_TRAINING_KEYS)
+        return dataclass_from_mapping(cls, cfg, ("_target_",))
 
     def model_kwargs(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in MODEL_KEYS}
 
     def training_key(self) -> dict[str, Any]:
-        skip = {"device", "num_threads"}
+        """Everything that changes the trained weights: the cache key (with the dataset identity)."""
         return {"arch": "preferdiff"} | {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                                         if f.name not in skip}
+                                         if f.name not in NON_TRAINING_KEYS}
 
 
 def dataclass_from_mapping(cls: type, cfg: Any, ignored: tuple[str, ...] = ()) -> Any:

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-from napo_lab.eval.full_ranking import per_row_metrics, relevant_ranks
-from napo_lab.eval.metrics import ranking_metrics
+from napo_lab.metrics.full_ranking import per_row_metrics, relevant_ranks
+from napo_lab.metrics.ranking import ranking_metrics
 from napo_lab.models.preferdiff.config import PreferDiffConfig
 from napo_lab.models.preferdiff.model import PreferDiff
 from napo_lab.models.seqrec.train import _accelerator, isolated_global_state, split_arrays
@@ -92,9 +92,6 @@ def train_preferdiff(prepared: Any, cfg: PreferDiffConfig | Any, logger: Any = N
     Deterministic for a given seed on CPU. Returns the model (CPU, eval mode) and an info dict."""
     cfg = PreferDiffConfig.from_cfg(cfg)
     val_split = cfg.val_split or prepared.manifest.get("default_val_split", "val")
-    if cfg.monitor.removeprefix("full/").removeprefix("rank/") not in (
-            "recall@5", "recall@10", "ndcg@5", "ndcg@10", "hr@1", "hr@5", "hr@10", "mrr"):
-        raise ValueError(f"unknown preferdiff monitor {cfg.monitor!r}")
     with isolated_global_state(cfg.num_threads), tempfile.TemporaryDirectory(prefix="preferdiff-") as root:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         model = build_preferdiff(cfg, prepared.n_items)

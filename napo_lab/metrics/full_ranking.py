@@ -1,6 +1,6 @@
 """Full-catalogue ranking metrics: every item of the catalogue is a candidate.
 
-Unlike :mod:`napo_lab.eval.metrics` (20 sampled candidates, one target per row), a row here scores
+Unlike :mod:`napo_lab.metrics.ranking` (20 sampled candidates, one target per row), a row here scores
 all ``n_items`` items and may have several relevant items (the rating-based protocol holds out a set
 of items per user). Definitions, per row with relevant set R (non-empty) and top-K list L:
 
@@ -12,7 +12,7 @@ Rows with an empty R are skipped (ITIPR's recall does the same; its NDCG counts 
 which we do not). Items in a row's ``exclude`` set (e.g. the training items of the user) are removed
 from the ranking before ranks are taken; a relevant item is never excluded.
 
-Ties are broken pessimistically, as in metrics.py: rank(r) = 1 + (#kept items scoring higher than r)
+Ties are broken pessimistically, as in ranking.py: rank(r) = 1 + (#kept items scoring higher than r)
 + (#other kept items scoring the same as r). A constant scorer therefore never gets a free hit.
 """
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from napo_lab.eval.full_ranking import full_ranking_metrics, relevant_ranks
+from napo_lab.metrics.full_ranking import full_ranking_metrics, relevant_ranks
 
 
 def test_ranks_exclusion_and_ties():
