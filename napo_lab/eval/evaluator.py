@@ -117,7 +117,7 @@ class Evaluator:
         self.titles = [t[:cut] for t in prepared.titles]  # as the prompts show them (answers are matched to these)
 
     def rows(self, role: str) -> pd.DataFrame:
-        return eval_rows(self.prepared, self.dataset_cfg, role, self.seed)
+        return eval_rows(self.prepared, self.dataset_cfg, role)
 
     def evaluate(self, predictor: Predictor, roles: Sequence[str] | None = None,
                  out_dir: Path | None = None) -> dict[str, float]:
