@@ -90,8 +90,8 @@ def metrics_from_predictions(
     full_ks, averaged over the rows that have relevant items, and ``full/n``.
     """
     out: dict[str, float | int] = full_metrics(pred, full_ks)
-    if all(len(c) == 0 for c in pred["candidates"]):
-        return out  # a full-ranking-only table
+    if len(pred) and all(len(c) == 0 for c in pred["candidates"]):
+        return out  # a full-ranking-only table (an empty table still gets the candidate metrics' zeros)
     cands = [np.asarray(c, dtype=np.int64) for c in pred["candidates"]]
     widths = {c.shape[0] for c in cands}
     if len(widths) > 1:
