@@ -33,7 +33,7 @@ def ratings_file(tmp_path_factory):
 def _cfg(tmp_path, ratings_file, model, sampler):
     small = ["dataset=movielens", f"dataset.files.ratings={ratings_file}", "dataset.ratings_protocol.item_filter=1",
              "dataset.ratings_protocol.user_filter=1", f"model={model}", f"sampler={sampler}", "model.dim=8",
-             "model.lr=0.05", "model.max_epochs=8", "model.eval_every=2", "model.weight_decay=0",
+             "model.lr=0.05", "model.batch_size=32", "model.max_epochs=8", "model.eval_every=2", "model.weight_decay=0",
              "eval.splits=[val,test]"]
     if sampler != "uniform":
         small += ["sampler.warmup_epochs=2", "sampler.refresh_every=4", "sampler.shapley.n_permutations=4",
@@ -52,7 +52,9 @@ def test_cf_run_end_to_end(tmp_path, ratings_file, model, sampler, method):
         for k in (5, 10, 20):
             assert 0.0 <= metrics[f"{role}/full/ndcg@{k}"] <= 1.0
         assert metrics[f"{role}/full/n"] == 60
-    assert metrics["test/full/recall@20"] > 0.6  # 20 of the ~28 items a user has not rated: chance ~0.7 x ...
+    # ~30 items a user has not trained on, one of them held out: chance Recall@5 ~ 5/30 = 0.17; measured
+    # 0.28 (bprmf+ts-resample), 0.42 (lightgcn+ts-weight), 0.37 (bprmf) after 8 small epochs.
+    assert metrics["test/full/recall@5"] > 0.25
     assert json.loads((run / "run_info.json").read_text())["method"] == method
     df = pd.read_parquet(run / "predictions_test.parquet")
     assert len(df) == 60 and (df["target"] == -1).all() and (df["candidates"].str.len() == 0).all()
