@@ -4,7 +4,8 @@
 # synthetic: what the shared 2-core machine allowed; lastfm or movielens for the real comparison),
 # one torch thread per job. Usage: bash experiments/run_seeds20_study.sh [OUT_DIR] [PART...]
 #   PART: cf_mf, cf_lightgcn, preferdiff, pd_size, pd_lr, report (default: all, in this order)
-#   SEEDS (default 0,1,2) and EXTRA (overrides added to every job, e.g. to shrink it) from the environment.
+#   SEEDS (default 0,1,2) and EXTRA (overrides added to every job, e.g. to shrink it) from the environment;
+#   a key that only some of a sweep's models have needs ++ (EXTRA="++model.max_epochs=1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-multirun/seeds20}"
@@ -26,8 +27,10 @@ for part in $PARTS; do
     cf_mf|cf_lightgcn)  # uniform BPR, then Triplet Shapley resampled and weighted (3 orderings per user)
       arch=$([ "$part" = cf_mf ] && echo bprmf || echo lightgcn)
       "${RUN[@]}" model="$arch" sampler=uniform dataset=movielens seed="$SEEDS" hydra.sweep.dir="$OUT/cf/$arch/uniform"
-      "${RUN[@]}" model="$arch" sampler=triplet_shapley,triplet_shapley_weight sampler.shapley.n_permutations=3 \
-        dataset=movielens seed="$SEEDS" hydra.sweep.dir="$OUT/cf/$arch/ts" ;;
+      for sampler in triplet_shapley triplet_shapley_weight; do
+        "${RUN[@]}" model="$arch" sampler="$sampler" sampler.shapley.n_permutations=3 dataset=movielens \
+          seed="$SEEDS" hydra.sweep.dir="$OUT/cf/$arch/ts"
+      done ;;
     preferdiff) "${RUN[@]}" model=sasrec,preferdiff dataset="$PD_DATASET" seed="$SEEDS" \
              hydra.sweep.dir="$OUT/pd/$PD_DATASET" ;;
     pd_size) "${RUN[@]}" model=preferdiff model.hidden_size=128,256 dataset="$PD_DATASET" seed="$SEEDS" \

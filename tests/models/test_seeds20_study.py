@@ -26,7 +26,7 @@ def _run(command: str, tmp_path: Path) -> Path:
     args = shlex.split(command)
     out = tmp_path / "study"
     args[2] = str(out)  # the output directory: a temporary one instead of multirun/seeds20
-    env = {**os.environ, "SEEDS": "0", "EXTRA": "model.max_epochs=1 logger=none", "PYTHON": sys.executable,
+    env = {**os.environ, "SEEDS": "0", "EXTRA": "++model.max_epochs=1 logger=none", "PYTHON": sys.executable,
            "NAPO_LAB_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
