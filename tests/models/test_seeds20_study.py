@@ -28,7 +28,7 @@ def _run(command: str, tmp_path: Path) -> Path:
     args[2] = str(out)  # the output directory: a temporary one instead of multirun/seeds20
     env = {**os.environ, "SEEDS": "0", "EXTRA": "++model.max_epochs=1 logger=none", "PYTHON": sys.executable,
            "NAPO_LAB_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)  # a hang guard only: 10 jobs + 2 reports, minutes on a free 2-core machine
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "wall time" in proc.stdout and "commit" in proc.stdout
     return out
