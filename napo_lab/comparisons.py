@@ -65,7 +65,7 @@ def paired_frame(runs: Sequence[Any], labels: Sequence[str], split: str, baselin
             rows.append({"dataset": dataset, "method": label, "baseline": baseline, "metric": metric,
                          "diff": res.diff, "low": res.low, "high": res.high, "significant": res.significant,
                          "n_users": res.n_users, "n_seeds": res.n_seeds, "seeds_paired": paired,
-                         "chance": chance_levels(len(a[0]["candidates"].iloc[0]))[metric]})
+                         "chance": chance_levels(len(a[0]["candidates"].iloc[0])).get(metric, float("nan"))})
     return pd.DataFrame(rows, columns=["dataset", "method", "baseline", "metric", "diff", "low", "high",
                                        "significant", "n_users", "n_seeds", "seeds_paired", "chance"])
 
@@ -94,10 +94,11 @@ def markdown(frame: pd.DataFrame, split: str, baseline: str) -> list[str]:
             text = f"{r['diff']:+.3f} [{r['low']:+.3f}, {r['high']:+.3f}]"
             row.append(f"**{text}** *" if r["significant"] else text)
         lines.append("| " + " | ".join(row) + " |")
-    chance = frame.drop_duplicates("metric").set_index("metric")["chance"]
+    chance = frame.drop_duplicates("metric").set_index("metric")["chance"].dropna()
     lines += ["", f"- Each cell: mean over users and seeds of (method - `{baseline}`), with the 95% paired "
               "bootstrap interval over users (10,000 resamples, the same users in every seed). **Bold** and * "
               "= the interval excludes 0; anything else is inside the noise of this many users.",
-              "- Chance level of each metric (random ranking of the candidates): "
-              + ", ".join(f"`{m}` {chance[m]:.3f}" for m in metrics) + ".", ""]
+              *(["- Chance level of each metric (random ranking of the candidates): "
+                 + ", ".join(f"`{m}` {chance[m]:.3f}" for m in metrics if m in chance) + "."] if len(chance) else []),
+              ""]
     return lines

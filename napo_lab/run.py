@@ -65,7 +65,12 @@ def write_json(path: Path, obj: Any) -> None:
 def method_name(cfg: DictConfig) -> str:
     if cfg.get("method_name"):
         return str(cfg.method_name)
-    return cfg.model.name if cfg.model.get("kind") == "seqrec" else cfg.loss.name
+    kind = cfg.model.get("kind")
+    if kind == "cf":  # bprmf, bprmf+ts-resample, lightgcn+ts-weight, ...
+        sampler = cfg.get("sampler") or {}
+        use = f"+ts-{sampler.get('use', 'resample')}" if sampler.get("name") == "triplet_shapley" else ""
+        return f"{cfg.model.name}{use}"
+    return cfg.model.name if kind == "seqrec" else cfg.loss.name
 
 
 def check_ddp_launch(cfg: DictConfig) -> None:
@@ -131,7 +136,8 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
                       "over users excludes 0.")
     console.print(f"run dir: {out_dir}", soft_wrap=True)
     console.print(f"wall time: {seconds / 60:.1f} min")
-    if cfg.get("task_name") == "train" and not _hydra_info()[0] and _in_hydra():  # the default job only
+    if (cfg.get("task_name") == "train" and cfg.model.get("kind", "llm") == "llm" and not _hydra_info()[0]
+            and _in_hydra()):  # the default job only
         console.print("This is the CPU-sized job; the full-size runs are experiment configs, e.g. "
                       "`python -m napo_lab.run experiment=paper_napo` (see experiments/README.md).")
 

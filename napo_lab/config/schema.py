@@ -100,6 +100,10 @@ class Eval:
                                         "curve/<stage>/val/* (0 = off)", ge=0)
     batch_size: int = spec(16, "prompts per evaluation batch", ge=1)
     popularity: EvalPopularity = spec(factory=EvalPopularity, doc="popularity bands and K")
+    full_ks: list[int] = spec(factory=lambda: [5, 10, 20], doc="K of the full-catalogue metrics (full/recall@K, "
+                                                              "full/ndcg@K; models that score every item)", ge=1)
+    mask_history: bool = spec(False, "full catalogue: remove a row's history items before ranking (the target "
+                                     "never is; PreferDiff's code does not)")
 
 
 @dataclass
@@ -124,6 +128,8 @@ class Dataset:
     files: dict[str, str] | None = spec(None, "source files relative to paths.data_dir")
     path: str | None = spec(None, "custom: the interactions CSV")
     min_rating: int | None = spec(None, "movielens: ratings >= this are positives", ge=1)
+    ratings_protocol: dict[str, Any] | None = spec(None, "movielens: the rating protocol of the bprmf / lightgcn "
+                                                         "models (napo_lab.data.ratings.RatingsProtocol)")
     n_clusters: int | None = spec(None, "synthetic: item chains", ge=1)
     cluster_size: int | None = spec(None, "synthetic: items per chain", ge=2)
     p_follow: float | None = spec(None, "synthetic: probability of following the chain", ge=0, le=1)

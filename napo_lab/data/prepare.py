@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 PREP_VERSION = 1
 # Keys read at load time by the DataModule / metrics: they do not change the prepared files.
 RUNTIME_KEYS = frozenset({"val_split", "test_split", "train_limit", "val_limit", "test_limit", "popularity",
-                          "source", "max_title_chars", "random_template"})
+                          "source", "max_title_chars", "random_template", "ratings_protocol"})
 DOMAINS = ("music", "movie", "book", "item")
 _SOURCES = "napo_lab.data.sources."
 

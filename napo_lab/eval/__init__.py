@@ -9,6 +9,6 @@ an epoch): ``evaluator.evaluate(predictor, roles=["val"])`` writes nothing, retu
 the predictors put the model back in the train/eval mode they found it in.
 """
 
-from napo_lab.eval.evaluator import Evaluator, LLMPredictor, SeqRecPredictor
+from napo_lab.eval.evaluator import Evaluator, LLMPredictor, SeqRecPredictor, evaluate_full_ranking_table
 
-__all__ = ["Evaluator", "LLMPredictor", "SeqRecPredictor"]
+__all__ = ["Evaluator", "LLMPredictor", "SeqRecPredictor", "evaluate_full_ranking_table"]

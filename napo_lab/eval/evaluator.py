@@ -4,7 +4,9 @@ A predictor fills the table's model columns for the rows it is given:
 
 * ``LLMPredictor``: ``generated`` (greedy answers, eval.protocol generation / both) and ``scores`` /
   ``scores_norm`` (title log-likelihoods, ranking / both);
-* ``SeqRecPredictor``: ``scores`` (the sequential model's logits); its answer is the top candidate.
+* ``SeqRecPredictor``: ``scores`` (the sequential model's logits); its answer is the top candidate;
+  and ``full_ranks`` (the target's rank among all items, from the same scoring), which gives the
+  full-catalogue ``full/recall@K`` and ``full/ndcg@K``.
 
 Everything after that is shared: the same rows (``dataset.<role>_split`` and ``<role>_limit``), the
 same metric families (napo_lab.metrics.table), the same file and columns, the same ``eval.splits``.
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 PREDICTIONS_SCHEMA = pa.schema([
     ("user", pa.int64()), ("target", pa.int64()), ("candidates", pa.list_(pa.int64())),
     ("generated", pa.string()), ("scores", pa.list_(pa.float64())), ("scores_norm", pa.list_(pa.float64())),
-    ("matched", pa.int64()),
+    ("matched", pa.int64()), ("relevant", pa.list_(pa.int64())), ("full_ranks", pa.list_(pa.int64())),
     # titles, so a predictions file reads without the dataset: history (oldest first), target, answer
     ("history", pa.list_(pa.int64())), ("history_titles", pa.list_(pa.string())), ("target_title", pa.string()),
     ("candidate_titles", pa.list_(pa.string())), ("matched_title", pa.string()),
@@ -77,19 +79,30 @@ class LLMPredictor:
 
 
 class SeqRecPredictor:
-    """A sequential recommender's logits for each row's candidates; its answer is the top one."""
+    """A sequential recommender's logits for each row's candidates (its answer is the top one) and the
+    target's rank among all items. Both come from one scoring of every item, so a model that samples
+    (PreferDiff) is judged on the same sample by both protocols. ``mask_history`` removes the row's
+    history items from the full ranking (the target never is)."""
 
     generation, answers = True, "top1"
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, mask_history: bool = False, batch_size: int = 512):
+        self.model, self.mask_history, self.batch_size = model, bool(mask_history), int(batch_size)
 
     def predict(self, rows: pd.DataFrame, table: pd.DataFrame, role: str) -> dict[str, float]:
-        from napo_lab.models.seqrec import candidate_logits, split_arrays
+        from napo_lab.metrics.full_ranking import relevant_ranks
+        from napo_lab.models.seqrec import all_item_scores, split_arrays
 
         start = time.perf_counter()
         arrays = split_arrays(rows, self.model.max_len)
-        table["scores"] = list(candidate_logits(self.model, arrays["history"], arrays["candidates"]))
+        scores, ranks = [], []
+        for s in range(0, len(rows), self.batch_size):
+            block = all_item_scores(self.model, arrays["history"][s : s + self.batch_size])
+            cands = arrays["candidates"][s : s + self.batch_size]
+            scores.extend(np.take_along_axis(block, cands, axis=1).astype(np.float64))
+            history = arrays["history"][s : s + self.batch_size] if self.mask_history else None
+            ranks.extend(r.tolist() for r in relevant_ranks(block, arrays["target"][s : s + self.batch_size], history))
+        table["scores"], table["full_ranks"] = scores, ranks
         return {"rank_seconds_per_user": (time.perf_counter() - start) / max(1, len(rows))}
 
 
@@ -102,6 +115,7 @@ class Evaluator:
         pop = eval_cfg["popularity"]
         self.tail_ratio, self.pop_ks = float(pop["tail_ratio"]), tuple(int(k) for k in pop["ks"])
         self.bands = prepared.popularity_bands(float(pop["head_ratio"]), self.tail_ratio)
+        self.full_ks = tuple(int(k) for k in eval_cfg.get("full_ks", (5, 10, 20)))
         cut = int(dataset_cfg["max_title_chars"])
         self.titles = [t[:cut] for t in prepared.titles]  # as the prompts show them (answers are matched to these)
 
@@ -118,10 +132,13 @@ class Evaluator:
                                   "candidates": [list(map(int, c)) for c in rows["candidates"]]})
             table["generated"] = ""
             table["scores"] = table["scores_norm"] = [[] for _ in range(len(table))]
+            table["full_ranks"] = [[] for _ in range(len(table))]
+            table["relevant"] = [[int(t)] for t in table["target"]]
             timings = predictor.predict(rows, table, role)
             found = metrics_from_predictions(table, self.titles, self.prepared.train_counts, self.bands,
                                              tail_ratio=self.tail_ratio, ks=RANK_KS, pop_ks=self.pop_ks,
-                                             generation=predictor.generation, answers=predictor.answers)
+                                             generation=predictor.generation, answers=predictor.answers,
+                                             full_ks=self.full_ks)
             table["matched"] = answer_ids(table, self.titles, predictor.answers)
             names = self.prepared.titles
             table["history"] = [list(map(int, h)) for h in rows["history"]]
@@ -135,6 +152,25 @@ class Evaluator:
             metrics.update(prefix_keys(timings, role))
             metrics.update(prefix_keys(found, role))
         return {k: float(v) for k, v in metrics.items()}
+
+
+def evaluate_full_ranking_table(table: pd.DataFrame, role: str, out_dir: Path | None,
+                                full_ks: Sequence[int] = (5, 10, 20)) -> dict[str, float]:
+    """Metrics ``<role>/full/*`` of a full-ranking-only table (one row per user: ``relevant`` items and
+    their ``full_ranks``; no candidates), e.g. the non-sequential family's; with ``out_dir`` also
+    ``predictions_<role>.parquet`` in the one schema."""
+    table = table.copy()
+    for column, empty in (("target", -1), ("generated", ""), ("matched", -1)):
+        if column not in table:
+            table[column] = empty
+    for column in ("candidates", "scores", "scores_norm"):
+        if column not in table:
+            table[column] = [[] for _ in range(len(table))]
+    found = metrics_from_predictions(table, [], full_ks=full_ks)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_predictions(table, Path(out_dir) / predictions_file(role))
+    return {k: float(v) for k, v in prefix_keys(found, role).items()}
 
 
 def write_predictions(table: pd.DataFrame, path: Path) -> None:

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from napo_lab.metrics.full_ranking import per_row_metrics
 from napo_lab.metrics.ranking import ranks
 from napo_lab.metrics.stats import PairedDiff, paired_bootstrap
 
-#: Metrics compared user by user (the keys without their role prefix).
-PAIRED_METRICS = ("hr@1", "rank/hr@1", "rank/ndcg@10", "rank/mrr")
+#: Metrics compared user by user (the keys without their role prefix). The ``full/`` ones need the
+#: ``full_ranks`` column (models that score every item: sequential models, PreferDiff, BPR-MF, LightGCN).
+PAIRED_METRICS = ("hr@1", "rank/hr@1", "rank/ndcg@10", "rank/mrr", "full/recall@5", "full/ndcg@5",
+                  "full/recall@10", "full/ndcg@10", "full/recall@20", "full/ndcg@20")
 
 
 def chance_levels(n_candidates: int) -> dict[str, float]:
@@ -25,6 +28,8 @@ def chance_levels(n_candidates: int) -> dict[str, float]:
     equally likely at every rank): HR@1 = 1/C, MRR = (1/C) sum_r 1/r, NDCG@10 = (1/C) sum_{r<=10}
     1/log2(r+1). Generation's HR@1 is 1/C for a model that always names one random candidate."""
     c = int(n_candidates)
+    if c < 1:  # a full-ranking-only table (no candidates)
+        return {}
     r = np.arange(1, c + 1, dtype=np.float64)
     return {"hr@1": 1.0 / c, "rank/hr@1": 1.0 / c, "rank/mrr": float((1.0 / r).mean()),
             "rank/ndcg@10": float(np.where(r <= 10, 1.0 / np.log2(r + 1.0), 0.0).mean())}
@@ -49,6 +54,11 @@ def per_user(pred: pd.DataFrame, metric: str) -> np.ndarray | None:
             return None
         return (pred["matched"].to_numpy() == pred["target"].to_numpy()).astype(np.float64)
     family, _, leaf = metric.partition("/")
+    if family == "full":
+        if "full_ranks" not in pred or not any(r is not None and len(r) for r in pred["full_ranks"]):
+            return None
+        ranks_ = [np.asarray(r if r is not None else [], dtype=np.int64) for r in pred["full_ranks"]]
+        return per_row_metrics(ranks_, [int(leaf.partition("@")[2])])[leaf]  # NaN: a row without relevant items
     column = {"rank": "scores", "rank_norm": "scores_norm"}.get(family)
     r = _target_ranks(pred, column) if column else None
     if r is None:
@@ -88,6 +98,10 @@ def compare(method: Sequence[pd.DataFrame], baseline: Sequence[pd.DataFrame], me
     if any(v is None for v in a + b):
         return None
     a_m, b_m = np.stack(a), np.stack(b)
+    rows = np.isfinite(a_m).all(axis=0) & np.isfinite(b_m).all(axis=0)  # full/: rows with relevant items
+    if not rows.any():
+        return None
+    a_m, b_m = a_m[:, rows], b_m[:, rows]
     if not paired_seeds:
         b_m = b_m.mean(axis=0, keepdims=True)
     return paired_bootstrap(a_m, b_m, n_boot=n_boot, seed=seed)

@@ -37,6 +37,8 @@ METRICS: tuple[Metric, ...] = (
     Metric(rf"{_RANK}/hr@\d+", "higher", "HR@K by score (sampled candidates)", "napo_lab.metrics.ranking"),
     Metric(rf"{_RANK}/ndcg@\d+", "higher", "NDCG@K (sampled)", "napo_lab.metrics.ranking"),
     Metric(rf"{_RANK}/mrr", "higher", "MRR (sampled)", "napo_lab.metrics.ranking"),
+    Metric(r"full/recall@\d+", "higher", "Recall@K, every item ranked", "napo_lab.metrics.full_ranking"),
+    Metric(r"full/ndcg@\d+", "higher", "NDCG@K, every item ranked", "napo_lab.metrics.full_ranking"),
     Metric(rf"(?:{_RANK}/)?pop/avg_pop@\d+", "lower", "mean train count of the answers",
            "napo_lab.metrics.popularity (RecBole AveragePopularity)"),
     Metric(rf"(?:{_RANK}/)?pop/tail_pct@\d+", "higher", "share of tail items among answers",
@@ -52,6 +54,9 @@ METRICS: tuple[Metric, ...] = (
     # times and bookkeeping: never best
     Metric(r".*seconds.*|wall_time_s", None, "time (seconds)", "wall clock"),
     Metric(r"seqrec/best_epoch|seqrec/from_cache|sft/reused_cache", None, "bookkeeping", "napo_lab.recipe"),
+    Metric(r"cf/best_epoch|cf/epochs_run", None, "bookkeeping", "napo_lab.models.cf"),
+    # Triplet Shapley diagnostics (napo_lab.shapley): not methods' scores, never best
+    Metric(r"shapley/.*", None, "valuation diagnostic", "napo_lab.shapley"),
 )
 
 _ROLE = re.compile(r"^(?:val|test)/")
@@ -87,6 +92,7 @@ def label(key: str) -> str:
 
 
 #: The run's results table, in order (metrics absent from a run are left out).
-HEADLINE = ("hr@1", "hr@1_valid", "valid_ratio", "rank/hr@1", "rank/ndcg@10", "rank/mrr", "pop/avg_pop@1",
+HEADLINE = ("hr@1", "hr@1_valid", "valid_ratio", "rank/hr@1", "rank/ndcg@10", "rank/mrr", "full/recall@5",
+            "full/ndcg@5", "full/recall@10", "full/ndcg@10", "full/recall@20", "full/ndcg@20", "pop/avg_pop@1",
             "pop/tail_pct@1", "pop/coverage@1", "band/head/hr@1", "band/mid/hr@1", "band/tail/hr@1")
 

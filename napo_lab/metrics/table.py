@@ -4,6 +4,10 @@ The table is the one every run writes as ``predictions_<role>.parquet``, LLM or 
 columns user, target, candidates (item ids), scores (one float per candidate, or an empty list when
 the run only generated), generated (text, may be empty), matched (the answer's item id, -1 none).
 An optional ``scores_norm`` column (length-normalised log-likelihoods) gives ``rank_norm/`` metrics.
+An optional ``full_ranks`` column (the rank of each relevant item among *all* items, one list per row)
+gives the full-catalogue ``full/recall@K`` and ``full/ndcg@K`` (napo_lab.metrics.full_ranking). Rows of a
+full-ranking-only model (the non-sequential family: one row per user, several relevant items, no
+candidates) have empty ``candidates`` and only these metrics.
 
 The *answer* of a row (what ``hr@1``, ``valid_ratio``, ``pop/*@1`` and ``band/*`` judge) comes from:
 
@@ -19,6 +23,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from napo_lab.metrics.full_ranking import per_row_metrics
 from napo_lab.metrics.matching import generation_metrics, matched_index
 from napo_lab.metrics.popularity import hr_by_band, popularity_metrics
 from napo_lab.metrics.ranking import prefix_keys, ranking_metrics, ranks, topk_items
@@ -71,6 +76,7 @@ def metrics_from_predictions(
     pop_ks: Iterable[int] = (1, 10),
     generation: bool | None = None,
     answers: str = "text",
+    full_ks: Iterable[int] = (5, 10, 20),
 ) -> dict[str, float | int]:
     """Unprefixed metrics of one split; prefix them with ``prefix_keys(d, split)``.
 
@@ -80,7 +86,12 @@ def metrics_from_predictions(
     Scoring (when every row has one score per candidate): ``rank/hr@K``, ``rank/ndcg@K``,
     ``rank/mrr``, ``rank/pop/<metric>@K`` for K in pop_ks, ``rank/band/<band>/hr@1``, and the same
     under ``rank_norm/`` from ``scores_norm``. Popularity needs ``train_counts``, bands ``item_band``.
+    Full catalogue (when some row has ``full_ranks``): ``full/recall@K``, ``full/ndcg@K`` for K in
+    full_ks, averaged over the rows that have relevant items, and ``full/n``.
     """
+    out: dict[str, float | int] = full_metrics(pred, full_ks)
+    if len(pred) and all(len(c) == 0 for c in pred["candidates"]):
+        return out  # a full-ranking-only table (an empty table still gets the candidate metrics' zeros)
     cands = [np.asarray(c, dtype=np.int64) for c in pred["candidates"]]
     widths = {c.shape[0] for c in cands}
     if len(widths) > 1:
@@ -89,7 +100,6 @@ def metrics_from_predictions(
     cand_ids = np.stack(cands) if cands else np.zeros((0, 0), dtype=np.int64)
     targets = pred["target"].to_numpy(dtype=np.int64)
     target_pos = np.array([_position(c, t) for c, t in zip(cand_ids, targets)], dtype=np.int64)
-    out: dict[str, float | int] = {}
 
     texts = [t if isinstance(t, str) else "" for t in pred.get("generated", pd.Series([""] * len(pred)))]
     if answers not in ("text", "top1"):
@@ -125,4 +135,16 @@ def metrics_from_predictions(
         if item_band is not None:
             hits = ranks(scores, target_pos) == 1
             out.update(prefix_keys(hr_by_band(hits, targets, item_band), f"{name}/band"))
+    return out
+
+
+def full_metrics(pred: pd.DataFrame, ks: Iterable[int] = (5, 10, 20)) -> dict[str, float | int]:
+    """``full/recall@K``, ``full/ndcg@K`` and ``full/n`` from the ``full_ranks`` column ({} without it)."""
+    if "full_ranks" not in pred or not any(len(r) for r in pred["full_ranks"] if r is not None):
+        return {}
+    ranks = [np.asarray(r if r is not None else [], dtype=np.int64) for r in pred["full_ranks"]]
+    rows = per_row_metrics(ranks, ks)
+    valid = np.array([r.size > 0 for r in ranks])
+    out: dict[str, float | int] = {f"full/{k}": float(v[valid].mean()) for k, v in rows.items()}
+    out["full/n"] = int(valid.sum())
     return out

@@ -17,6 +17,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 from omegaconf import DictConfig
 
 from napo_lab.eval import LLMPredictor, SeqRecPredictor
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     """The whole job; returns flat metrics (run.py writes them to metrics.json)."""
     validate(cfg)  # every problem at once, before anything loads
+    if cfg.model.kind == "cf":  # the non-sequential family reads ratings, not the prepared sequences
+        return cf_model_job(cfg, out_dir)
     prepared = build.data(cfg)
     if cfg.model.kind == "seqrec":
         return sequential_model_job(cfg, prepared, out_dir)
@@ -109,13 +112,53 @@ def evaluate_only(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
 
 def sequential_model_job(cfg: DictConfig, prepared, out_dir: Path) -> dict[str, float]:
-    """``model=sasrec|gru4rec|caser``: train (or load) it, then the same evaluation as an LLM run."""
+    """``model=sasrec|gru4rec|caser|preferdiff``: train (or load) it, then the same evaluation as an LLM run
+    (plus the full-catalogue metrics, from the same scores)."""
     seqrec = build.sequential_model(cfg, prepared, cfg.model)
     info = seqrec.train_info
     metrics = {"seqrec/train_seconds": float(info.get("train_seconds", 0.0)),
                "seqrec/best_epoch": float(info.get("best_epoch", -1)),
                "seqrec/from_cache": float(bool(info.get("from_cache", False)))}
-    metrics.update(build.evaluator(cfg, prepared).evaluate(SeqRecPredictor(seqrec), out_dir=out_dir))
+    predictor = SeqRecPredictor(seqrec, mask_history=bool(cfg.eval.get("mask_history", False)))
+    metrics.update(build.evaluator(cfg, prepared).evaluate(predictor, out_dir=out_dir))
+    loggers = build.loggers(cfg)
+    try:
+        publish(loggers, metrics)
+    finally:
+        finish_wandb()
+    return metrics
+
+
+def cf_model_job(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    """``model=bprmf|lightgcn sampler=...``: the rating protocol, BPR training with the chosen triplet
+    sampler, then full-ranking evaluation of every role of ``eval.splits`` through the evaluator's
+    table (``predictions_<role>.parquet``); ``train_metrics.json`` holds the validation curve and the
+    statistics of every Triplet Shapley valuation."""
+    import json
+
+    from napo_lab.eval import evaluate_full_ranking_table
+    from napo_lab.models.cf import train_cf
+    from napo_lab.models.cf.runner import predictions_table, ratings_split_for
+
+    out_dir = Path(out_dir)
+    split = ratings_split_for(cfg.dataset, cfg.paths.data_dir)
+    log.info("rating protocol %s: %s", split.fingerprint(), split.counts)
+    model, info = train_cf(split, build.make(cfg.model), build.make(cfg.sampler))
+    metrics: dict[str, float] = {"cf/train_seconds": float(info["train_seconds"]),
+                                 "cf/best_epoch": float(info["best_epoch"]), "cf/epochs_run": float(info["epochs_run"])}
+    for role in cfg.eval.splits:
+        metrics.update(evaluate_full_ranking_table(predictions_table(model, split, role), role, out_dir,
+                                                   tuple(cfg.eval.full_ks)))
+    if info["valuations"]:
+        metrics["shapley/rounds"] = float(len(info["valuations"]))
+        metrics["shapley/seconds"] = float(sum(v["seconds"] for v in info["valuations"]))
+        for key in ("variance_ratio", "truncated_share", "share_positive", "mean_value_noisy", "mean_value_real"):
+            metrics[f"shapley/{key}"] = float(np.mean([v[key] for v in info["valuations"]]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train_metrics.json").write_text(json.dumps(
+        {"history": info["history"], "valuations": info["valuations"], "split": split.counts,
+         "protocol_fingerprint": split.fingerprint(), "config": info["config"], "sampler": info["sampler"]},
+        indent=2, default=float))
     loggers = build.loggers(cfg)
     try:
         publish(loggers, metrics, out_dir)

@@ -18,7 +18,8 @@ from napo_lab.config import schema
 from napo_lab.config.check import Checker
 from napo_lab.errors import ConfigError
 
-GROUPS = ("paths", "dataset", "model", "seqrec", "loss", "trainer", "strategy", "logger", "callbacks", "eval")
+GROUPS = ("paths", "dataset", "model", "seqrec", "loss", "trainer", "strategy", "logger", "callbacks", "eval",
+          "sampler")
 
 
 def plain(cfg: Any) -> Any:
@@ -65,6 +66,8 @@ def validate(cfg: DictConfig) -> None:
     model = c.get("model") or {}
     if model.get("kind") == "seqrec":
         _seqrec(check, "model", model)
+    elif model.get("kind") == "cf":
+        _cf(check, model, c.get("sampler"), c.get("dataset"))
     else:
         _llm(check, model)
         _loss(check, c.get("loss"), c.get("dataset") or {})
@@ -115,16 +118,43 @@ def _llm(check: Checker, model: Any) -> None:
 
 
 def _seqrec(check: Checker, key: str, node: Any) -> None:
+    from napo_lab.models.preferdiff.config import PreferDiffConfig
     from napo_lab.models.seqrec.config import SeqRecConfig
 
     if not isinstance(node, Mapping):
         hint = (f"choose the sequential model NAPO/RosePO consult with model@seqrec={node} (seqrec is filled "
-                "from the model group)" if key == "seqrec" and node in ("sasrec", "gru4rec", "caser")
+                "from the model group)" if key == "seqrec" and node in ("sasrec", "gru4rec", "caser", "preferdiff")
                 else f"expected a sequential-model config ({'model@seqrec' if key == 'seqrec' else 'model'}"
-                     "=sasrec|gru4rec|caser)")
+                     "=sasrec|gru4rec|caser|preferdiff)")
         check.bad(key, node, hint)
         return
-    check.value(key, {k: v for k, v in node.items() if k != "_target_"}, SeqRecConfig)
+    typed = PreferDiffConfig if node.get("arch") == "preferdiff" else SeqRecConfig
+    if check.value(key, {k: v for k, v in node.items() if k != "_target_"}, typed) and typed is PreferDiffConfig:
+        try:  # the cross-field rules (even size, heads dividing it)
+            PreferDiffConfig.from_cfg(node)
+        except ValueError as err:
+            check.problems.append(f"{key}: {err}")
+
+
+def _cf(check: Checker, model: Any, sampler: Any, ds: Any) -> None:
+    """The non-sequential family: model, sampler, and a dataset with explicit ratings."""
+    from napo_lab.models.cf.train import CFConfig, SamplerConfig
+
+    if check.value("model", {k: v for k, v in (model or {}).items() if k != "_target_"}, CFConfig):
+        try:
+            CFConfig(**{k: v for k, v in model.items() if k != "_target_"})
+        except ValueError as err:
+            check.problems.append(f"model: {err}")
+    if sampler is None:
+        check.problems.append("sampler is missing: choose sampler=uniform|triplet_shapley|triplet_shapley_weight")
+    elif check.value("sampler", {k: v for k, v in sampler.items() if k != "_target_"}, SamplerConfig):
+        try:
+            SamplerConfig(**{k: v for k, v in sampler.items() if k != "_target_"})
+        except (ValueError, TypeError) as err:
+            check.problems.append(f"sampler: {err}")
+    if isinstance(ds, Mapping) and not (ds.get("files") or {}).get("ratings"):
+        check.bad("dataset", ds.get("name"), "the bprmf / lightgcn models need explicit ratings "
+                                             "(dataset.files.ratings); use dataset=movielens")
 
 
 def _loss(check: Checker, loss: Any, ds: Mapping[str, Any]) -> None:

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from napo_lab import CONF_DIR
 from napo_lab.recipe.validate import validate
 
-GROUPS = ["dataset", "model", "loss", "strategy", "trainer", "logger", "callbacks", "eval", "paths"]
+GROUPS = ["dataset", "model", "loss", "strategy", "trainer", "logger", "callbacks", "eval", "paths", "sampler"]
 
 
 def _options(group: str) -> list[str]:
@@ -32,7 +32,7 @@ def test_every_group_option_composes(group, option):
     cfg = _compose(f"{group}={option}", "paths.output_dir=/tmp/x")
     assert cfg[group] is not None
     if group == "model":
-        assert cfg.model.kind in ("llm", "seqrec") and cfg.model.name
+        assert cfg.model.kind in ("llm", "seqrec", "cf") and cfg.model.name
         if cfg.model.kind == "llm":
             assert set(cfg.model.lora) >= {"_target_", "r", "lora_alpha", "lora_dropout", "target_modules"}
     if group == "dataset":

@@ -186,15 +186,23 @@ def test_sequential_model_job_writes_predictions_and_metrics(prepared, tmp_path)
     assert any((tmp_path / "cache" / "seqrec").glob("*/model.safetensors"))
 
     table = pq.read_table(tmp_path / "run" / "predictions_test.parquet")
-    assert table.schema.names == ["user", "target", "candidates", "generated", "scores", "scores_norm", "matched"]
+    assert table.schema.names == ["user", "target", "candidates", "generated", "scores", "scores_norm", "matched",
+                                  "relevant", "full_ranks"]
     assert [str(t) for t in table.schema.types] == ["int64", "int64", "list<element: int64>", "string",
-                                                    "list<element: double>", "list<element: double>", "int64"]
+                                                    "list<element: double>", "list<element: double>", "int64",
+                                                    "list<element: int64>", "list<element: int64>"]
     df = table.to_pandas()
     test = prepared.split("test")
     assert len(df) == len(test) and (df["target"].to_numpy() == test["target"].to_numpy()).all()
     assert all(len(s) == 20 for s in df["scores"]) and (df["generated"] == "").all()
     hits = (df["matched"] == df["target"]).mean()
     assert hits == pytest.approx(metrics["test/hr@1"])
+    # Full catalogue, from the same scores: the target's rank among all items is at least its rank among
+    # the candidates, so a target first among all items is the answer.
+    assert (df["relevant"].str[0] == df["target"]).all() and (df["full_ranks"].str.len() == 1).all()
+    first = df["full_ranks"].str[0] == 1
+    assert (df.loc[first, "matched"] == df.loc[first, "target"]).all()
+    assert metrics["test/full/recall@10"] == pytest.approx((df["full_ranks"].str[0] <= 10).mean())
     # Scores are the gathered full logits of the (cached, frozen) model.
     model = load_or_train_seqrec(prepared, cfg.model, tmp_path / "cache")
     row = df.iloc[0]

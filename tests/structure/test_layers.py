@@ -16,6 +16,7 @@ LAYERS = [
               "napo_lab.quiet"]),
     ("config", ["napo_lab.config"]),
     ("metrics", ["napo_lab.metrics"]),
+    ("shapley", ["napo_lab.shapley"]),
     ("data", ["napo_lab.data"]),
     ("models", ["napo_lab.models"]),
     ("losses", ["napo_lab.losses"]),

@@ -13,10 +13,17 @@ from napo_lab.models.seqrec.config import SeqRecConfig
 from napo_lab.models.seqrec.factory import ARCHS, build_seqrec
 from napo_lab.models.seqrec.gru4rec import GRU4Rec
 from napo_lab.models.seqrec.sasrec import SASRec
-from napo_lab.models.seqrec.train import candidate_logits, evaluate_split, split_arrays, train_seqrec
+from napo_lab.models.seqrec.train import (
+    all_item_scores,
+    candidate_logits,
+    evaluate_split,
+    split_arrays,
+    train_seqrec,
+)
 
 __all__ = [
     "ARCHS",
+    "all_item_scores",
     "Caser",
     "GRU4Rec",
     "SASRec",

@@ -1,4 +1,4 @@
-"""Train a sequential recommender once per (architecture, hyper-parameters, prepared dataset, seed)
+"""Train a sequential recommender (SASRec, GRU4Rec, Caser, or PreferDiff) once per (architecture, hyper-parameters, prepared dataset, seed)
 and reuse it from ``<cache_dir>/seqrec/`` (a napo_lab.cache entry).
 
 An entry is the directory ``<arch>-<dataset>-<key hash>/`` holding ``model.safetensors`` (weights) and
@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +43,33 @@ def dataset_identity(prepared: Any) -> dict[str, Any]:
     }
 
 
-def cache_key(prepared: Any, cfg: SeqRecConfig) -> dict[str, Any]:
+def family(cfg: Any) -> tuple[Any, Callable[[Any, int], SeqRecModel], Callable[..., tuple[SeqRecModel, dict]]]:
+    """(typed config, builder, trainer) of the sequential model ``cfg`` describes: PreferDiff for
+    ``arch: preferdiff`` (a PreferDiffConfig), SASRec / GRU4Rec / Caser otherwise."""
+    arch = cfg.get("arch") if isinstance(cfg, Mapping) else getattr(cfg, "arch", None)
+    if arch == "preferdiff":
+        from napo_lab.models.preferdiff import PreferDiffConfig, build_preferdiff, train_preferdiff
+
+        return PreferDiffConfig.from_cfg(cfg), build_preferdiff, train_preferdiff
+    return SeqRecConfig.from_cfg(cfg), build_seqrec, train_seqrec
+
+
+def cache_key(prepared: Any, cfg: Any) -> dict[str, Any]:
     return {"model": cfg.training_key(), "dataset": dataset_identity(prepared)}
 
 
-def cache_entry(cache_dir: Path, key: dict[str, Any], cfg: SeqRecConfig) -> CacheEntry:
+def cache_entry(cache_dir: Path, key: dict[str, Any], cfg: Any) -> CacheEntry:
     stem = f"{key['model']['arch']}-{key['dataset']['name']}-{digest(key)}"
     return CacheEntry(Path(cache_dir) / "seqrec" / stem, META, valid=lambda path: _load(path, key, cfg) is not None)
 
 
-def _load(path: Path, key: dict[str, Any], cfg: SeqRecConfig) -> SeqRecModel | None:
+def _load(path: Path, key: dict[str, Any], cfg: Any) -> SeqRecModel | None:
     try:
         stored = json.loads((path / META).read_text())
         if stored.get("key") != json.loads(json.dumps(key)):
             log.warning("seqrec cache %s was written for another config; retraining", path)
             return None
-        model = build_seqrec(cfg, key["dataset"]["n_items"])
+        model = family(cfg)[1](cfg, key["dataset"]["n_items"])
         model.load_state_dict(load_file(str(path / WEIGHTS)))
         model.train_info = stored.get("info", {})
         return model
@@ -75,13 +87,13 @@ def load_or_train_seqrec(prepared: Any, cfg: Any, cache_dir: Path | str, *, free
     have ``requires_grad=False``. The model is on CPU; ``model.train_info`` holds training info and
     ``model.train_info["from_cache"]`` says whether it came from the cache.
     """
-    cfg = SeqRecConfig.from_cfg(cfg)
+    cfg, _, train = family(cfg)
     key = cache_key(prepared, cfg)
     entry = cache_entry(Path(cache_dir), key, cfg)
     trained: dict[str, Any] = {}
 
     def build(tmp: Path) -> None:
-        model, info = train_seqrec(prepared, cfg, logger=logger)
+        model, info = train(prepared, cfg, logger=logger)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         atomic_write_text(tmp / META, json.dumps({"key": key, "config": model.config, "info": info}, indent=2,

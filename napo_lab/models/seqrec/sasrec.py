@@ -66,10 +66,15 @@ class SASRec(SeqRecModel):
         blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=seq.device)
         return blocked.repeat_interleave(self.num_heads, dim=0)
 
+    def input_embeddings(self, seq: Tensor) -> Tensor:
+        """Item embeddings fed to the first block: scaled by sqrt(D) so that they have unit scale per
+        dimension (subclasses whose embeddings are already unit-scale override this)."""
+        return self.item_emb(seq) * math.sqrt(self.hidden_size)
+
     def encode(self, seq: Tensor) -> Tensor:
         keep = (seq != self.pad_id).unsqueeze(-1).to(self.item_emb.weight.dtype)
         positions = torch.arange(seq.shape[1], device=seq.device)
-        x = self.item_emb(seq) * math.sqrt(self.hidden_size) + self.pos_emb(positions)
+        x = self.input_embeddings(seq) + self.pos_emb(positions)
         x = self.emb_dropout(x) * keep
         mask = self.attention_mask(seq)
         for block in self.blocks:

@@ -59,6 +59,18 @@ def candidate_logits(
     return torch.cat(parts).numpy() if parts else np.zeros((0, candidates.shape[1]))
 
 
+@torch.no_grad()
+def all_item_scores(model: SeqRecModel, history: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """float32 [N, n_items]: every item's score for each row (eval mode; the caller's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    device = model.item_emb.weight.device
+    parts = [model.scores(torch.as_tensor(history[s : s + batch_size], device=device)).float().cpu()
+             for s in range(0, len(history), batch_size)]
+    model.train(was_training)
+    return torch.cat(parts).numpy() if parts else np.zeros((0, model.n_items), np.float32)
+
+
 def evaluate_split(model: SeqRecModel, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Score an evaluation split; returns (arrays incl. ``scores``, ranking metrics)."""
     from napo_lab.metrics.ranking import ranking_metrics
