@@ -23,6 +23,8 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
 }
 #: Keys accepted for compatibility with the Hydra model group but irrelevant to the weights.
 NON_TRAINING_KEYS = ("kind", "name", "device", "num_threads", "_target_", "cache_dir")
+#: Early-stopping metrics: sampled over the val rows' candidates, or full-catalogue (``full/``).
+MONITORS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "full/hr@10", "full/ndcg@10")
 
 
 @dataclass
@@ -35,14 +37,18 @@ class SeqRecConfig:
     dropout: float = 0.2
     n_h: int = 16  # Caser: horizontal filters per height
     n_v: int = 4  # Caser: vertical filters
-    loss: str = "ce"  # ce (full softmax) | bpr | sampled_softmax
-    num_negatives: int = 1  # uniform negatives per row for bpr / sampled_softmax
+    loss: str = "ce"  # ce (full softmax) | bpr | sampled_softmax | bce (with a neg_sampler)
+    num_negatives: int = 1  # uniform negatives per row for bpr / sampled_softmax (without a neg_sampler)
+    # A napo_lab.data.negatives.NegativeSpec as a mapping (the neg_sampler group; None = no sampler):
+    # its negatives feed `loss` (bce, bpr or sampled_softmax) instead of the built-in uniform ones.
+    negatives: dict | None = None
+    adam_beta2: float = 0.999  # the public negative-sampling code trains SASRec with Adam beta2 = 0.98
     lr: float = 0.002
     weight_decay: float = 0.0
     batch_size: int = 256
     max_epochs: int = 20
     patience: int = 3  # epochs without improvement of `monitor` on the val candidates
-    monitor: str = "ndcg@10"  # a key of napo_lab.eval.metrics.ranking_metrics
+    monitor: str = "ndcg@10"  # a key of ranking_metrics (val candidates) or full/hr@10, full/ndcg@10
     val_split: str | None = None  # split for early stopping; None = manifest default_val_split
     seed: int = 42
     device: str = "cpu"  # cpu | cuda | auto (training only; the returned model is on CPU)
@@ -87,8 +93,19 @@ class SeqRecConfig:
         out = cls(**kwargs)
         if out.arch not in ARCH_KEYS:
             raise ValueError(f"unknown seqrec arch {out.arch!r}; choose one of {sorted(ARCH_KEYS)}")
-        if out.loss not in ("ce", "bpr", "sampled_softmax"):
-            raise ValueError(f"unknown seqrec loss {out.loss!r}")
+        if out.loss not in ("ce", "bpr", "sampled_softmax", "bce"):
+            raise ValueError(f"unknown seqrec loss {out.loss!r}; choose ce, bpr, sampled_softmax or bce")
+        if out.negatives is not None:
+            from napo_lab.data.negatives import NegativeSpec
+
+            out.negatives = dataclasses.asdict(NegativeSpec.from_cfg(out.negatives))  # validates
+            if out.loss == "ce":
+                raise ValueError("a neg_sampler feeds a sampled loss: set the loss to bce, bpr or sampled_softmax "
+                                 "(ce is the full softmax and uses no negatives)")
+        elif out.loss == "bce":
+            raise ValueError("loss=bce needs a neg_sampler (for example neg_sampler=rns)")
+        if out.monitor not in MONITORS:
+            raise ValueError(f"seqrec monitor {out.monitor!r}: choose one of {list(MONITORS)}")
         return out
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -101,7 +118,12 @@ class SeqRecConfig:
         keys = ("loss", "lr", "weight_decay", "batch_size", "max_epochs", "patience", "monitor", "seed")
         out: dict[str, Any] = {"arch": self.arch, **self.model_kwargs()}
         out |= {k: getattr(self, k) for k in keys}
-        if self.loss != "ce":
+        if self.loss != "ce" and self.negatives is None:
             out["num_negatives"] = self.num_negatives
         out["val_split"] = self.val_split
+        # Added only when set, so existing cache entries keep their keys.
+        if self.negatives is not None:
+            out["negatives"] = dict(sorted(self.negatives.items()))
+        if self.adam_beta2 != 0.999:
+            out["adam_beta2"] = self.adam_beta2
         return out
