@@ -50,11 +50,12 @@ DOMAINS = ("music", "movie", "book", "item")
 
 
 def _builders() -> dict[str, Callable[[dict[str, Any], dict[str, Path], PrepReport], Built]]:
-    from napo_lab.data.sources import custom, goodreads, lastfm, movielens, synthetic
+    from napo_lab.data.sources import custom, goodreads, lastfm, movielens, movielens_temporal, synthetic
 
     return {
         "lastfm": lastfm.build,
         "movielens": movielens.build,
+        "movielens_temporal": movielens_temporal.build,
         "goodreads": goodreads.build,
         "custom": custom.build,
         "synthetic": synthetic.build,

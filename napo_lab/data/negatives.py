@@ -25,6 +25,8 @@ The public code's knobs keep their meaning: ``num_samples`` = ``num_neg_samples`
 ``num_mixed_samples``, ``top_k`` = ``num_adaptive_samples``; ``static_after_epochs`` = its
 ``batch_oversampling_factor`` (after that many epochs of fresh batches, training replays random stored
 batches, so rows *and* their negative pools stop changing; adaptive still re-ranks the stored pool).
+``scorer`` says who ranks an adaptive pool: ``self`` (the model being trained, as in the public code) or
+``seqrec`` (an LLM preference run asking the auxiliary sequential model instead of the policy).
 
 "The user's items" (``exclude``): ``user`` = every item of the user's training sequence (the public
 code's ``positive_set``; default), ``row`` = the row's own history and target only.
@@ -66,6 +68,9 @@ MIXED_SAMPLERS = ("mns", "amns")  # add num_uniform uniform items
 ADAPTIVE_SAMPLERS = ("ans", "amns")  # keep the model's top_k of the pool
 POOLS = ("targets", "positions")
 EXCLUDES = ("user", "row")
+#: Who scores an adaptive pool: the model being trained (the public code; for an LLM, the policy's own
+#: title log-probs) or, in an LLM preference run, the auxiliary sequential model.
+SCORERS = ("self", "seqrec")
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class NegativeSpec:
     exponent: float = 1.0  # pns: probability proportional to frequency ** exponent
     exclude: str = "user"  # user: the user's training items | row: the row's history and target
     static_after_epochs: int | None = None  # replay stored batches after this many epochs (None = never)
+    scorer: str = "self"  # ans/amns: who ranks the pool: self (the model being trained) | seqrec (LLM runs)
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -108,6 +114,8 @@ class NegativeSpec:
             out.append(f"neg_sampler.exclude={self.exclude!r}: choose one of {list(EXCLUDES)}")
         if not float(self.exponent) >= 0:
             out.append(f"neg_sampler.exponent={self.exponent}: must be >= 0")
+        if self.scorer not in SCORERS:
+            out.append(f"neg_sampler.scorer={self.scorer!r}: choose one of {list(SCORERS)}")
         if self.static_after_epochs is not None and int(self.static_after_epochs) < 1:
             out.append(f"neg_sampler.static_after_epochs={self.static_after_epochs}: null or >= 1")
         return out

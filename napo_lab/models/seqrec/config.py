@@ -127,3 +127,22 @@ class SeqRecConfig:
         if self.adam_beta2 != 0.999:
             out["adam_beta2"] = self.adam_beta2
         return out
+
+
+def with_neg_sampler(model_cfg: Any, neg_sampler: Any) -> dict[str, Any]:
+    """A sequential model's config with a ``neg_sampler`` group applied: the sampler's keys become
+    ``negatives`` and its ``loss`` (bce | bpr | sampled_softmax) replaces the model's loss. ``None``
+    leaves the model as configured."""
+    from omegaconf import DictConfig, OmegaConf
+
+    def plain(c: Any) -> dict[str, Any]:
+        return dict(OmegaConf.to_container(c, resolve=True)) if isinstance(c, DictConfig) else dict(c or {})
+
+    out = plain(model_cfg)
+    if not neg_sampler:
+        return out
+    ns = plain(neg_sampler)
+    ns.pop("name", None)
+    out["loss"] = ns.pop("loss", "bce")
+    out["negatives"] = ns
+    return out

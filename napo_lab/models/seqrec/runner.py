@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from napo_lab.models.seqrec.cache import load_or_train_seqrec
+from napo_lab.models.seqrec.config import with_neg_sampler
 from napo_lab.models.seqrec.train import evaluate_split
 
 PREDICTION_SCHEMA = pa.schema(
@@ -70,7 +71,9 @@ def run_seqrec(cfg: Any, prepared: Any, out_dir: Path | str, logger: Any = None)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = _select(cfg, "model.cache_dir") or _select(cfg, "paths.cache_dir") or out_dir / "cache"
-    model = load_or_train_seqrec(prepared, cfg.model, Path(cache_dir), freeze=True, logger=logger)
+    model_cfg = with_neg_sampler(cfg.model, _select(cfg, "neg_sampler"))
+    model = load_or_train_seqrec(prepared, model_cfg, Path(cache_dir), freeze=True, logger=logger)
+    full = FullCatalogue(prepared)
     info = model.train_info
     metrics: dict[str, float] = {
         "seqrec/train_seconds": float(info.get("train_seconds", 0.0)),
@@ -87,4 +90,24 @@ def run_seqrec(cfg: Any, prepared: Any, out_dir: Path | str, logger: Any = None)
         metrics |= {f"{role}/rank/{k}": v for k, v in split_metrics.items()}
         metrics[f"{role}/hr@1"] = split_metrics["hr@1"]
         metrics[f"{role}/valid_ratio"] = 1.0
+        metrics |= {f"{role}/full/{k}": v for k, v in full.metrics(model, arrays).items()}
+    metrics |= {f"volume_cohorts/{k}": float(v) for k, v in full.sizes.items()}
     return metrics
+
+
+class FullCatalogue:
+    """Full-catalogue HR@10 / NDCG@10 and interaction-volume cohorts (napo_lab.eval.volume)."""
+
+    def __init__(self, prepared: Any, k: int = 10):
+        from napo_lab.data.negatives import UserItems
+        from napo_lab.eval.volume import cohort_sizes, volume_cohorts
+
+        freq = UserItems.from_rows(prepared.split("train"), prepared.n_items).frequency()
+        self.cohorts, self.k = volume_cohorts(freq), int(k)
+        self.sizes = cohort_sizes(self.cohorts, freq)
+
+    def metrics(self, model: Any, arrays: dict[str, np.ndarray]) -> dict[str, float]:
+        from napo_lab.eval.volume import full_catalogue_metrics, full_catalogue_ranks
+
+        ranks = full_catalogue_ranks(model.scores, arrays["history"], arrays["target"])
+        return full_catalogue_metrics(ranks, arrays["target"], self.cohorts, self.k)

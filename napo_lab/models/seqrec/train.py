@@ -100,6 +100,7 @@ def isolated_global_state(num_threads: int | None):
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*number of training batches.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6 on torch 2.13
+            warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")  # one process, exact
             yield
     finally:
         random.setstate(saved_rng[0])
