@@ -64,7 +64,9 @@ def write_json(path: Path, obj: Any) -> None:
 def method_name(cfg: DictConfig) -> str:
     if cfg.get("method_name"):
         return str(cfg.method_name)
-    return cfg.model.name if cfg.model.get("kind", "llm") == "seqrec" else cfg.loss.name
+    base = cfg.model.name if cfg.model.get("kind", "llm") == "seqrec" else cfg.loss.name
+    sampler = cfg.get("neg_sampler")
+    return f"{base}+{sampler.name}" if sampler else base  # e.g. sasrec+amns: the sampler names the row
 
 
 def check_ddp_launch(cfg: DictConfig) -> None:

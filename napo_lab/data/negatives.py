@@ -226,14 +226,33 @@ def banned_mask(users: Tensor, history: Tensor, target: Tensor, n_items: int, ex
 
 # -- draws ---------------------------------------------------------------------------------------
 
-def weighted_with_replacement(weights: Tensor, banned: Tensor, n: int, gen: torch.Generator) -> Tensor:
+def weighted_with_replacement(weights: Tensor, banned: Tensor, n: int, gen: torch.Generator,
+                              max_rounds: int = 64) -> Tensor:
     """``n`` independent draws per row from ``weights`` [n_items] restricted to unbanned items
-    ([B, n] long; -1 for a row with no allowed item). Rejection sampling, as the public code does it,
-    draws from exactly this renormalised distribution."""
-    w = weights.to(torch.float64).unsqueeze(0).expand(banned.shape[0], -1) * (~banned)
-    empty = w.sum(1) <= 0
-    w = torch.where(empty.unsqueeze(1), torch.ones_like(w), w)
-    out = torch.multinomial(w, n, replacement=True, generator=gen)
+    ([B, n] long; -1 for a row with no allowed item).
+
+    Rejection sampling, as the public code does it (draw, redraw while the item is the user's): every
+    draw comes from the whole distribution and banned draws are redrawn, which gives exactly the
+    renormalised distribution over the allowed items. Rows still rejected after ``max_rounds`` (the user
+    owns almost all the mass) are finished by an exact masked draw."""
+    w = weights.to(torch.float64)
+    bsz = banned.shape[0]
+    allowed_mass = (w.unsqueeze(0) * (~banned)).sum(1)
+    empty = allowed_mass <= 0
+    if bool(empty.all()):
+        return torch.full((bsz, n), -1, dtype=torch.long)
+    out = torch.multinomial(w, bsz * n, replacement=True, generator=gen).view(bsz, n)
+    bad = banned.gather(1, out) & ~empty.unsqueeze(1)
+    for _ in range(max_rounds):
+        if not bad.any():
+            break
+        out[bad] = torch.multinomial(w, int(bad.sum()), replacement=True, generator=gen)
+        bad = banned.gather(1, out) & ~empty.unsqueeze(1)
+    if bad.any():
+        rows = bad.any(1).nonzero().flatten()
+        masked = w.unsqueeze(0) * (~banned[rows])
+        redraw = torch.multinomial(masked, n, replacement=True, generator=gen)
+        out[rows] = torch.where(bad[rows], redraw, out[rows])
     return out.masked_fill(empty.unsqueeze(1), -1)
 
 
@@ -266,7 +285,7 @@ def in_batch(pool: Tensor, banned: Tensor, n: int, gen: torch.Generator) -> Tens
     in proportion to its multiplicity, as ``np.random.choice(allowed, n, replace=False)`` does."""
     bsz = banned.shape[0]
     allowed = ~banned[:, pool]  # [B, P]
-    keys = torch.rand(bsz, pool.shape[0], generator=gen, dtype=torch.float64)
+    keys = torch.rand(bsz, pool.shape[0], generator=gen)
     keys = torch.where(allowed, keys, torch.full_like(keys, -1.0))
     take = min(n, pool.shape[0])
     top, pos = keys.topk(take, dim=1)
