@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The negative-sampling study (experiments/negative_sampling/): SASRec x 6 samplers x {MovieLens-100K
+# (temporal split), LastFM, Goodreads} x SEEDS seeds, JOBS jobs in parallel (1 torch thread each),
+# then the report (report.md / report.csv / runs.csv / accuracy_vs_balance.png) and the wall time.
+# Usage: bash experiments/run_negative_sampling.sh [OUT_DIR]          (default: multirun/negative_sampling)
+#        SEEDS=$(seq -s, 0 19) bash experiments/run_negative_sampling.sh   # the paper's 20 runs per cell
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-multirun/negative_sampling}"
+PY="${PYTHON:-.venv/bin/python}"
+SEEDS="${SEEDS:-0,1,2,3,4}"
+JOBS="${JOBS:-2}"
+REPORT="${REPORT:-experiments/negative_sampling}"
+if [ -z "${NAPO_LAB_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
+  NAPO_LAB_DATA_DIR="$(cd ../shared/data && pwd)"
+  export NAPO_LAB_DATA_DIR
+fi
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+start=$(date +%s)
+nice -n "${NICE:-19}" "$PY" -m napo_lab.run experiment=negative_sampling seed="$SEEDS" \
+    hydra/launcher=parallel hydra.launcher.n_jobs="$JOBS" hydra.sweep.dir="$OUT"
+"$PY" -m napo_lab.report_negatives "$OUT" --out "$REPORT"
+wall=$(( $(date +%s) - start ))
+echo "wall time: $(( wall / 60 )) min ($wall s), seeds $SEEDS, $JOBS jobs, commit $(git rev-parse --short HEAD)" \
+    | tee "$REPORT/wall_time.txt"
