@@ -84,8 +84,36 @@ def validate(cfg: DictConfig) -> Any:
             from napo_lab.losses.base import config_problems
 
             problems += config_problems(objective, k)
+    sampler = cfg.get("neg_sampler")
+    if sampler:
+        problems += _neg_sampler_problems(cfg, sampler)
     if cfg.get("forward") not in ("shared_prefix", "duplicate"):
         problems.append(f"forward={cfg.get('forward')!r}: use shared_prefix or duplicate")
     if problems:
         raise ConfigError("Invalid configuration:\n  - " + "\n  - ".join(problems))
     return objective
+
+
+def _neg_sampler_problems(cfg: DictConfig, sampler: DictConfig) -> list[str]:
+    """The neg_sampler group: valid keys, a sampled loss for a sequential model, and for an LLM
+    preference run K = the negatives the sampler keeps."""
+    from omegaconf import OmegaConf
+
+    from napo_lab.data.negatives import NegativeSpec
+
+    ns = {k: v for k, v in OmegaConf.to_container(sampler, resolve=True).items() if k not in ("name", "loss")}
+    try:
+        spec = NegativeSpec.from_cfg(ns)
+    except (TypeError, ValueError) as err:
+        return [str(err)]
+    out = []
+    if cfg.model.get("kind", "llm") == "seqrec":
+        if sampler.get("loss", "bce") not in ("bce", "bpr", "sampled_softmax"):
+            out.append(f"neg_sampler.loss={sampler.get('loss')!r}: choose bce, bpr or sampled_softmax")
+    elif cfg.loss.get("stage") == "preference":
+        k = cfg.loss.get("num_negatives")
+        if k != spec.kept:
+            what = "top_k" if spec.adaptive else "num_samples + num_uniform"
+            out.append(f"loss.num_negatives={k} but neg_sampler={sampler.get('name')} gives {spec.kept} negatives "
+                       f"per prompt ({what}); make them equal")
+    return out

@@ -148,15 +148,24 @@ def make_logger(cfg: DictConfig, out_dir: Path):
 
 def fit_stage(cfg: DictConfig, stage: str, model, tokenizer, prepared: PreparedDataset, loss_cfg: DictConfig,
               out_dir: Path, logger=False, seqrec=None, history: MetricsHistory | None = None,
-              negative_providers: Mapping[str, Any] | None = None, loss=None, ref_cache=None) -> RecLitModule:
-    """Train the 'default' adapter for one stage ('sft' or 'pref') with the loss of ``loss_cfg``."""
+              negative_providers: Mapping[str, Any] | None = None, loss=None, ref_cache=None,
+              negatives_scorer=None) -> RecLitModule:
+    """Train the 'default' adapter for one stage ('sft' or 'pref') with the loss of ``loss_cfg``.
+    With a ``neg_sampler`` the preference stage's negatives are drawn per batch (``negatives_scorer``:
+    the sequential model that ranks adaptive pools when ``neg_sampler.scorer=seqrec``)."""
     stage_cfg = plain(cfg[stage])
     dataset_cfg = dict(plain(cfg.dataset))
     dataset_cfg["train_limit"] = stage_cfg.get("train_limit", dataset_cfg.get("train_limit"))
-    k = 0 if stage == "sft" else int(loss_cfg.num_negatives)
+    neg_sampler = cfg.get("neg_sampler") if stage == "pref" else None
+    k = 0 if stage == "sft" or neg_sampler else int(loss_cfg.num_negatives)
     dm = RecDataModule(prepared, tokenizer, dataset_cfg, k, plain(loss_cfg.get("negatives")),
                        stage_cfg["batch_size"], cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed),
                        bool(cfg.model.get("chat_template", False)))
+    if neg_sampler:
+        from napo_lab.data.batch_negatives import for_preference_stage
+
+        dm.batch_negatives = for_preference_stage(neg_sampler, prepared, dm.builder.title_ids, int(cfg.seed),
+                                                  dm.max_history, negatives_scorer)
     for name, factory in (negative_providers or {}).items():
         if name in dm.negative_sampler.needs_provider():
             dm.negative_sampler.set_provider(name, factory(dm))

@@ -129,7 +129,9 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
             strategies = strategy_parts(neg.get("strategy", "in_prompt"), neg.get("weights"))
             needs_seq = bool(getattr(objective, "needs_sequential_model", False))
             seqrec, providers = None, {}
-            if needs_seq or "seqrec_hard" in strategies:
+            sampler = cfg.get("neg_sampler")
+            seqrec_ranks = bool(sampler) and sampler.sampler in ("ans", "amns") and sampler.scorer == "seqrec"
+            if needs_seq or "seqrec_hard" in strategies or seqrec_ranks:
                 from napo_lab.models.seqrec import load_or_train_seqrec
 
                 seqrec = load_or_train_seqrec(prepared, cfg.seqrec, Path(cfg.paths.cache_dir))
@@ -140,7 +142,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
                     model, tokenizer.pad_token_id, choose_layout(cfg.forward, model, cfg.strategy.get("name")))
             module = pipeline.fit_stage(cfg, "pref", model, tokenizer, prepared, cfg.loss, out_dir, logger,
                                         seqrec=seqrec if needs_seq else None, history=history, loss=objective,
-                                        negative_providers=providers, ref_cache=ref_cache)
+                                        negative_providers=providers, ref_cache=ref_cache,
+                                        negatives_scorer=seqrec if seqrec_ranks else None)
         metrics["train/seconds"] = float(module.fit_seconds) if module is not None else history.seconds
         if pipeline.global_rank() != 0:  # DDP: rank 0 alone saves, evaluates and logs
             return metrics

@@ -126,3 +126,24 @@ def select_adaptive(batch: dict[str, Any], scores: torch.Tensor, k: int) -> dict
     out["mask"] = (new_ids >= 0).to(item_ids.device)
     out["completion_ids"] = completions
     return out
+
+
+def spec_from_group(neg_sampler: Any) -> NegativeSpec:
+    """The ``neg_sampler`` group (a mapping or DictConfig) without its run-level keys (name, loss)."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(neg_sampler, DictConfig):
+            neg_sampler = OmegaConf.to_container(neg_sampler, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return NegativeSpec.from_cfg({k: v for k, v in dict(neg_sampler).items() if k not in ("name", "loss")})
+
+
+def for_preference_stage(neg_sampler: Any, prepared: Any, title_ids: Sequence[Sequence[int]], seed: int,
+                         max_history: int, seqrec: torch.nn.Module | None = None) -> BatchNegatives:
+    """The BatchNegatives of an LLM preference run: the user's items and the frequencies come from the
+    whole train split (not only the rows the stage trains on)."""
+    spec = spec_from_group(neg_sampler)
+    users = UserItems.from_rows(prepared.split("train"), prepared.n_items)
+    return BatchNegatives(spec, prepared.n_items, title_ids, users, users.frequency(), seed, max_history, seqrec)
