@@ -17,8 +17,13 @@ if [ -z "${NAPO_LAB_DATA_DIR:-}" ] && [ -d ../shared/data ]; then
 fi
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 start=$(date +%s)
-nice -n "${NICE:-19}" "$PY" -m napo_lab.run experiment=negative_sampling seed="$SEEDS" \
-    hydra/launcher=parallel hydra.launcher.n_jobs="$JOBS" hydra.sweep.dir="$OUT"
+# max epochs per dataset (early stopping on validation full-catalogue HR@10 inside)
+for spec in "movielens_temporal:${EPOCHS_MOVIELENS:-10}" "lastfm:${EPOCHS_LASTFM:-10}" "goodreads:${EPOCHS_GOODREADS:-20}"; do
+  dataset="${spec%%:*}" epochs="${spec##*:}"
+  nice -n "${NICE:-19}" "$PY" -m napo_lab.run experiment=negative_sampling dataset="$dataset" seed="$SEEDS" \
+      model.max_epochs="$epochs" hydra/launcher=parallel hydra.launcher.n_jobs="$JOBS" \
+      hydra.sweep.dir="$OUT/$dataset"
+done
 "$PY" -m napo_lab.report_negatives "$OUT" --out "$REPORT"
 wall=$(( $(date +%s) - start ))
 echo "wall time: $(( wall / 60 )) min ($wall s), seeds $SEEDS, $JOBS jobs, commit $(git rev-parse --short HEAD)" \
