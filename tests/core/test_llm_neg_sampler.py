@@ -16,6 +16,7 @@ from tests.conftest import TINY, compose_cfg
 SASREC_FAST = ["seqrec.max_epochs=1", "seqrec.hidden_size=16", "seqrec.num_layers=1"]
 
 
+@pytest.mark.slow  # tiny-LLM preference runs: `make test-slow`
 @pytest.mark.parametrize("overrides", [
     ["neg_sampler=bns", "neg_sampler.num_samples=3", "neg_sampler.pool=targets"],
     ["neg_sampler=amns", "neg_sampler.num_samples=2", "neg_sampler.num_uniform=4", "neg_sampler.top_k=3",
@@ -30,6 +31,7 @@ def test_sdpo_trains_with_a_study_sampler(tmp_path, cache_dir, overrides):
     assert info["method"] == "sdpo+" + overrides[0].split("=")[1]
 
 
+@pytest.mark.slow
 def test_policy_picks_the_adaptive_top_k(tmp_path, cache_dir):
     """scorer=self: the batch carries the pool; the module keeps the k completions the policy scores highest.
     (A reference-free loss, so the stage can run without the SFT adapter attached as reference.)"""
