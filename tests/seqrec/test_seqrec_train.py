@@ -186,15 +186,19 @@ def test_sequential_model_job_writes_predictions_and_metrics(prepared, tmp_path)
     assert any((tmp_path / "cache" / "seqrec").glob("*/model.safetensors"))
 
     table = pq.read_table(tmp_path / "run" / "predictions_test.parquet")
-    assert table.schema.names == ["user", "target", "candidates", "generated", "scores", "scores_norm", "matched"]
+    assert table.schema.names == ["user", "target", "candidates", "generated", "scores", "scores_norm", "matched",
+                                  "full_rank"]
     assert [str(t) for t in table.schema.types] == ["int64", "int64", "list<element: int64>", "string",
-                                                    "list<element: double>", "list<element: double>", "int64"]
+                                                    "list<element: double>", "list<element: double>", "int64",
+                                                    "int64"]
     df = table.to_pandas()
     test = prepared.split("test")
     assert len(df) == len(test) and (df["target"].to_numpy() == test["target"].to_numpy()).all()
     assert all(len(s) == 20 for s in df["scores"]) and (df["generated"] == "").all()
     hits = (df["matched"] == df["target"]).mean()
     assert hits == pytest.approx(metrics["test/hr@1"])
+    # full_rank: the target's rank among all items (full-catalogue HR@10 counts ranks <= 10)
+    assert (df["full_rank"] >= 1).all() and (df["full_rank"] <= 10).mean() == pytest.approx(metrics["test/full/hr@10"])
     # Scores are the gathered full logits of the (cached, frozen) model.
     model = load_or_train_seqrec(prepared, cfg.model, tmp_path / "cache")
     row = df.iloc[0]
