@@ -17,24 +17,19 @@ from typing import Any
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"overrides": ["model=tiny_random", "dataset=synthetic"]},
     "full": {"overrides": ["model=smollm2_135m", "dataset=lastfm"]},
-    "1b": {"overrides": ["model=tiny_random", "dataset=lastfm", "model.hidden_size=2048",
-                         "model.intermediate_size=8192", "model.num_layers=16", "model.num_heads=32",
-                         "model.num_kv_heads=8", "model.dtype=bfloat16", "+model.max_positions=4096",
-                         "model.lora.dropout=0.0"]},
+    "1b": {"overrides": ["model=tiny_random", "dataset=lastfm", "model.loader.hidden_size=2048",
+                         "model.loader.intermediate_size=8192", "model.loader.num_layers=16",
+                         "model.loader.num_heads=32", "model.loader.num_kv_heads=8", "model.loader.dtype=bfloat16",
+                         "+model.loader.max_positions=4096", "model.lora.lora_dropout=0.0"]},
 }
 
 
 def compose(mode: str, cache_dir: str, extra: list[str] | None = None):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from napo_lab import CONF_DIR
+    from napo_lab.config.compose import compose as compose_config
 
     out = Path(tempfile.mkdtemp(prefix="napo_bench_out"))
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("config", overrides=[f"paths.output_dir={out}", f"paths.cache_dir={cache_dir}",
-                                                  "logger=none", "trainer.enable_progress_bar=false",
-                                                  *MODES[mode]["overrides"], *(extra or [])])
+    return compose_config([f"paths.output_dir={out}", f"paths.cache_dir={cache_dir}", "logger=none",
+                           "trainer.enable_progress_bar=false", *MODES[mode]["overrides"], *(extra or [])])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,14 +120,15 @@ class Setup:
     def load(self, with_reference: bool = True) -> Setup:
         import torch
 
-        from napo_lab import pipeline
+        from napo_lab.models.adapters import attach_reference, save_adapter
+        from napo_lab.recipe import build
 
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self.cfg = compose(self.mode, self.cache_dir)
         t = time.perf_counter()
-        self.prepared = pipeline.load_data(self.cfg)
-        self.model, self.tokenizer = pipeline.load_model(self.cfg)
+        self.prepared = build.data(self.cfg)
+        self.model, self.tokenizer = build.model(self.cfg)
         if self.mode == "1b" and hasattr(self.model, "set_attn_implementation"):
             try:
                 self.model.set_attn_implementation("sdpa")
@@ -141,18 +137,18 @@ class Setup:
         if with_reference:
             # A saved copy of the adapter is the frozen reference (as the SFT adapter is in a run).
             self.sft_path = Path(tempfile.mkdtemp(prefix="napo_bench_ref")) / "adapter"
-            pipeline.save_adapter(self.model, self.sft_path)
-            pipeline.attach_reference(self.model, self.sft_path)
+            save_adapter(self.model, self.sft_path)
+            attach_reference(self.model, self.sft_path)
         self.model.to(self.device)
         self.timings["load_s"] = time.perf_counter() - t
         return self
 
     def datamodule(self, k: int, batch_size: int = 1, train_limit: int | None = None,
                    test_limit: int | None = None):
-        from napo_lab import pipeline
+        from napo_lab.cache import canonical
         from napo_lab.data.datamodule import RecDataModule
 
-        ds = dict(pipeline.plain(self.cfg.dataset))
+        ds = dict(canonical(self.cfg.dataset))
         ds["train_limit"], ds["test_limit"] = train_limit, test_limit
         return RecDataModule(self.prepared, self.tokenizer, ds, k, {"strategy": "in_prompt"}, batch_size,
                              batch_size, 0, int(self.cfg.seed), bool(self.cfg.model.get("chat_template", False)))
@@ -191,7 +187,7 @@ class Setup:
             torch.manual_seed(0)
             seqrec = build_seqrec(self.cfg.seqrec, self.prepared.n_items)  # untrained: cost only
             seqrec.eval()
-        module = RecLitModule(self.model, loss, self.tokenizer.pad_token_id, {"lr": 1e-4}, layout, "preference",
+        module = RecLitModule(self.model, loss, self.tokenizer.pad_token_id, {"lr": 1e-4}, layout, "pref",
                               seqrec, torch.tensor(self.prepared.train_counts, dtype=torch.float32))
         module.to(self.device)
         module.train()

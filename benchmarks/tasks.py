@@ -38,7 +38,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from napo_lab.eval.generation import generate_answers
-    from napo_lab.eval.ranking import score_candidates
+    from napo_lab.models.scoring import title_logliks
 
     n_users, repeats = int(spec["users"]), int(spec["repeats"])
     dm = setup.datamodule(0, batch_size=int(spec["batch"]), test_limit=n_users)
@@ -49,7 +49,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
 
     def rank() -> tuple[float, float]:
         with Timer(setup.device) as t:
-            score_candidates(model, dm.builder.title_ids, loader, pad, "shared_prefix", "rank")
+            title_logliks(model, dm.builder.title_ids, loader, pad, "shared_prefix", "rank")
         return t.wall / n, t.cpu / n
 
     def generate() -> tuple[float, float]:
@@ -72,7 +72,8 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
-    from napo_lab.models.ref_cache import RefLogpCache, cache_key, reference_key_parts
+    from napo_lab.models.ref_cache import RefLogpCache, cache_key
+    from napo_lab.recipe.keys import reference_key_parts
 
     cfg = setup.cfg
     loss = setup.loss("sdpo_ref")

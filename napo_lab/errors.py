@@ -1,4 +1,10 @@
-"""Turning failures into one short paragraph that names the fix (tracebacks only with debug=true)."""
+"""Errors a person can fix, and how they are shown: one short paragraph naming the fix, exit code 2.
+
+Every error napo_lab raises for bad input derives from :class:`UserError`; the room that detects it
+defines a subclass (``ConfigError`` here, ``DataError`` in data/, ``ModelLoadError`` in models/,
+``CheckpointError`` in lit/). Anything else is unexpected: exit code 1 and a hint to rerun with
+``debug=true``, which prints the full traceback in both cases.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +15,20 @@ import traceback
 log = logging.getLogger("napo_lab")
 
 
-def _known() -> tuple[type[BaseException], ...]:
-    from napo_lab.checks import ConfigError
-    from napo_lab.data.prepared import DataError
-    from napo_lab.lit.checkpoint import CheckpointError
-    from napo_lab.models.llm import ModelLoadError
+class UserError(Exception):
+    """Bad input: the message alone must say what is wrong and how to fix it."""
 
-    return (ConfigError, DataError, ModelLoadError, CheckpointError, FileNotFoundError, FloatingPointError)
+
+class ConfigError(UserError, ValueError):
+    """The composed config is invalid; the message lists every problem, its key and what it accepts."""
+
+
+KNOWN: tuple[type[BaseException], ...] = (UserError, FileNotFoundError, FloatingPointError)
 
 
 def report_error(err: BaseException, debug: bool = False) -> int:
     """Print the error for a person; return the exit code (2 = bad input, 1 = unexpected)."""
-    known = isinstance(err, _known())
+    known = isinstance(err, KNOWN)
     if debug:
         traceback.print_exception(err)
     elif known:

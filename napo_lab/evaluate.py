@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 
 from napo_lab import CONF_DIR
 from napo_lab.run import execute
+from napo_lab.rundir import RUN_INFO
 
 log = logging.getLogger("napo_lab")
 
@@ -24,7 +25,7 @@ def adapter_method(adapter: str | None) -> str:
     """The row name: zero_shot, or the method recorded by the run that trained the adapter."""
     if not adapter:
         return "zero_shot"
-    info = Path(adapter).expanduser().parent / "run_info.json"
+    info = Path(adapter).expanduser().parent / RUN_INFO
     try:
         return str(json.loads(info.read_text())["method"])
     except (OSError, ValueError, KeyError):
@@ -32,18 +33,9 @@ def adapter_method(adapter: str | None) -> str:
 
 
 def evaluate_job(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
-    from napo_lab import pipeline
+    from napo_lab.recipe import evaluate_only
 
-    if cfg.model.get("kind", "llm") != "llm":
-        raise ValueError("napo_lab.evaluate evaluates LLM adapters; sequential models: python -m napo_lab.run model=...")
-    prepared = pipeline.load_data(cfg)
-    model, tokenizer = pipeline.load_model(cfg)
-    adapter = cfg.get("adapter")
-    if adapter:
-        pipeline.load_adapter_into(model, Path(str(adapter)).expanduser())
-        log.info("evaluating adapter %s", adapter)
-    dm = pipeline.eval_datamodule(cfg, prepared, tokenizer)
-    return pipeline.evaluate(cfg, model, tokenizer, prepared, dm, out_dir)
+    return evaluate_only(cfg, out_dir)
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

@@ -32,6 +32,12 @@ def limit_rows(df, limit: int | None, seed: int):
     return df.iloc[keep].reset_index(drop=True)
 
 
+def eval_rows(prepared, dataset_cfg: Mapping[str, Any], role: str, seed: int):
+    """The rows evaluated as ``role`` (val / test): ``dataset.<role>_split``, limited by
+    ``dataset.<role>_limit`` (a seeded subset). The same rows for LLMs and sequential models."""
+    return limit_rows(prepared.split(dataset_cfg[f"{role}_split"]), dataset_cfg.get(f"{role}_limit"), seed)
+
+
 class PromptBuilder:
     """Turns item ids into prompt token ids; titles are tokenised once."""
 
@@ -166,18 +172,18 @@ class RecDataModule(L.LightningDataModule):
         self.prepared, self.cfg, self.seed = prepared, dataset_cfg, int(seed)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers = int(num_workers)
-        self.max_history = int(dataset_cfg.get("max_history", 10))
-        self.builder = PromptBuilder(tokenizer, prepared.titles, dataset_cfg.get("domain", prepared.domain),
-                                     use_chat_template, int(dataset_cfg.get("max_title_chars", 80)))
+        self.max_history = int(dataset_cfg["max_history"])
+        self.builder = PromptBuilder(tokenizer, prepared.titles, dataset_cfg.get("domain") or prepared.domain,
+                                     use_chat_template, int(dataset_cfg["max_title_chars"]))
         neg = dict(negatives or {})
         counts = prepared.items["train_count"].to_numpy()
         self.negative_sampler = NegativeSampler(neg.get("strategy", "in_prompt"), int(num_negatives),
                                                 prepared.n_items, counts, neg.get("weights"), self.seed)
         self.train_rows = limit_rows(prepared.split("train"), dataset_cfg.get("train_limit"), self.seed)
         self.train_dataset = TrainDataset(self.train_rows, self.builder, self.negative_sampler,
-                                          prepared.n_items, int(dataset_cfg.get("n_candidates", 20)),
-                                          self.seed, bool(dataset_cfg.get("random_template", True)),
-                                          dataset_cfg.get("sampler", "sdpo"), int(dataset_cfg.get("seed", 0)))
+                                          prepared.n_items, int(dataset_cfg["n_candidates"]),
+                                          self.seed, bool(dataset_cfg["random_template"]),
+                                          dataset_cfg["sampler"], int(dataset_cfg["seed"]))
         self.index_sampler = EpochIndexSampler(len(self.train_dataset), self.seed, shuffle=True)
         # napo_lab.data.batch_negatives.BatchNegatives: fills the negatives when a batch is collated
         # (the neg_sampler group: in-batch / adaptive samplers need the whole batch). Then the
@@ -186,9 +192,12 @@ class RecDataModule(L.LightningDataModule):
 
     def eval_dataset(self, role: str) -> EvalDataset:
         """role 'val' or 'test' -> the configured split, limited as configured."""
-        split = self.cfg.get(f"{role}_split") or role
-        rows = limit_rows(self.prepared.split(split), self.cfg.get(f"{role}_limit"), self.seed)
-        return EvalDataset(rows, self.builder)
+        return EvalDataset(eval_rows(self.prepared, self.cfg, role, self.seed), self.builder)
+
+    def loader(self, rows) -> DataLoader:
+        """Evaluation batches over any evaluation rows (user, history, target, candidates)."""
+        return self._loader(EvalDataset(rows, self.builder), collate_eval, batch_size=self.eval_batch_size,
+                            shuffle=False)
 
     def _loader(self, dataset, collate, **kw) -> DataLoader:
         return DataLoader(dataset, collate_fn=functools.partial(collate, max_history=self.max_history),

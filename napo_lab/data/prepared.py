@@ -22,6 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from napo_lab.errors import UserError
+
 MANIFEST = "manifest.json"
 ITEMS_FILE = "items.parquet"
 
@@ -43,7 +45,7 @@ EVAL_SCHEMA = pa.schema(
 _PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "use_dictionary": False}
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A problem with the input data or its configuration that the user must fix.
 
     The CLI prints these without a traceback, so the message alone must name the file and the fix.

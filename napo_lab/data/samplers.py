@@ -8,13 +8,15 @@ visited, so batches are identical with 0 or N data workers and after a resume.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-STRATEGIES = ("in_prompt", "catalogue", "popularity", "seqrec_hard", "self_hard", "hallucinated", "mixed")
+from napo_lab.config import schema
+
+STRATEGIES: tuple[str, ...] = get_args(schema.STRATEGY)  # in_prompt, catalogue, ..., mixed (the last)
 # Strategies whose negatives come from another component (a model), set on the data module.
 PROVIDED = ("seqrec_hard", "self_hard")
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
-from napo_lab.eval.progress import progress
+from napo_lab.progress import progress
 
 log = logging.getLogger(__name__)
 

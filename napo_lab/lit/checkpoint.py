@@ -22,12 +22,14 @@ import numpy as np
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from napo_lab.errors import UserError
+
 log = logging.getLogger(__name__)
 
 STATE_KEY = "napo_lab"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint cannot be used; the message names the file and what to do."""
 
 

@@ -7,7 +7,6 @@ for NAPO's exact sharing) and hands a LossInputs to the loss. It never sees loss
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Mapping
@@ -17,27 +16,15 @@ import lightning as L
 import torch
 
 from napo_lab.losses.base import LossInputs, LossOutput, gather_items
+from napo_lab.models.adapters import REFERENCE_ADAPTER, active_adapter
 from napo_lab.models.logprobs import completion_logps
 
 log = logging.getLogger(__name__)
 
-REFERENCE_ADAPTER = "reference"
-
-
-@contextlib.contextmanager
-def active_adapter(model, name: str):
-    """Run with another (frozen) LoRA adapter active, then give the trainable one back."""
-    previous = model.active_adapter
-    model.set_adapter(name, inference_mode=True)
-    try:
-        yield
-    finally:
-        model.set_adapter(previous)
-
 
 class RecLitModule(L.LightningModule):
     def __init__(self, model, loss: torch.nn.Module, pad_id: int, optim: Mapping[str, Any],
-                 layout: str = "shared_prefix", stage: str = "preference", seqrec: torch.nn.Module | None = None,
+                 layout: str = "shared_prefix", stage: str = "pref", seqrec: torch.nn.Module | None = None,
                  train_counts: torch.Tensor | None = None, ref_cache=None):
         super().__init__()
         self.model, self.loss_fn, self.pad_id = model, loss, int(pad_id)
@@ -143,13 +130,12 @@ class RecLitModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        cfg = self.optim_cfg
-        opt = torch.optim.AdamW(params, lr=float(cfg.get("lr", 1e-4)),
-                                weight_decay=float(cfg.get("weight_decay", 0.0)),
-                                betas=tuple(cfg.get("betas", (0.9, 0.999))))
+        cfg = self.optim_cfg  # a stage config (napo_lab.config.schema.Stage): lr, weight_decay, warmup, scheduler
+        opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
+                                betas=(0.9, 0.999))
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        warm = int(math.ceil(float(cfg.get("warmup_ratio", 0.05)) * total))
-        kind = cfg.get("scheduler", "cosine")
+        warm = int(math.ceil(float(cfg["warmup_ratio"]) * total))
+        kind = cfg["scheduler"]
 
         def factor(step: int) -> float:
             if step < warm:

@@ -1,10 +1,12 @@
-"""Loading the LLM recommender: the embedded GGUF model, any hub id or local directory, or a tiny
-random Llama for tests; then wrapping it with PEFT LoRA.
+"""Loading the LLM recommender: one loader per source, each the ``_target_`` of ``model.loader``
+(``load_gguf_package``: the embedded GGUF model; ``load_pretrained``: any hub id or local directory;
+``load_tiny_random``: a tiny random Llama for tests). Every loader returns (model, tokenizer) with
+frozen weights and a pad token. ``apply_lora`` then wraps the model with ``model.lora`` (a
+``peft.LoraConfig``).
 
 Why a converted-weights cache: de-quantising the GGUF file takes ~20 s on a laptop CPU, and every
 run, sweep job and test would pay it. The converted safetensors live under
-``<cache_dir>/models/<slug>-<sha of the gguf>/`` and are written atomically under a file lock so
-concurrent jobs convert once.
+``<cache_dir>/models/<slug>-<sha of the gguf>/`` (a napo_lab.cache entry: built once, atomically).
 """
 
 from __future__ import annotations
@@ -12,16 +14,14 @@ from __future__ import annotations
 import importlib.metadata as md
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
 
+from napo_lab.cache import CacheEntry
 from napo_lab.data.prepared import sha256_file
+from napo_lab.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +29,8 @@ DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfl
           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError, RuntimeError):
     """A model could not be loaded; the message says what to do."""
-
-
-def _get(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    value = cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-    return default if value is None else value
 
 
 def resolve_dtype(name: str | None) -> torch.dtype:
@@ -74,32 +69,22 @@ def find_packaged_gguf(package: str, filename: str | None = None) -> Path:
 
 def converted_gguf_dir(gguf: Path, cache_dir: Path) -> Path:
     """Convert a GGUF file to safetensors once and return the directory holding it."""
-    digest = sha256_file(gguf)[:16]
-    target = Path(cache_dir) / "models" / f"{gguf.stem}-{digest}"
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():
-            return target
+    entry = CacheEntry(Path(cache_dir) / "models" / f"{gguf.stem}-{sha256_file(gguf)[:16]}", "config.json")
+
+    def convert(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        log.info("Converting %s to safetensors (once; cached in %s)", gguf.name, target)
+        log.info("Converting %s to safetensors (once; cached in %s)", gguf.name, entry.path)
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                     dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # The de-quantised weights are plain tensors; drop the GGUF quantizer so they serialise.
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp"))
-        try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.replace(tmp, target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(tmp)  # config.json (the marker) is written with the weights
+
+    return entry.get_or_build(convert)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,28 +106,30 @@ def build_byte_tokenizer():
                                    eos_token="</s>")
 
 
-def build_tiny_random(cfg: Mapping[str, Any]):
+def load_tiny_random(hidden_size: int = 32, intermediate_size: int = 64, num_layers: int = 2, num_heads: int = 4,
+                     num_kv_heads: int = 2, max_positions: int = 2048, init_seed: int = 0, dtype: str = "float32",
+                     cache_dir: str | Path | None = None):
+    """A randomly initialised Llama (seeded by ``init_seed``) and the byte tokenizer; ``cache_dir`` unused."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_byte_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=int(_get(cfg, "hidden_size", 32)),
-        intermediate_size=int(_get(cfg, "intermediate_size", 64)),
-        num_hidden_layers=int(_get(cfg, "num_layers", 2)),
-        num_attention_heads=int(_get(cfg, "num_heads", 4)),
-        num_key_value_heads=int(_get(cfg, "num_kv_heads", 2)),
-        max_position_embeddings=int(_get(cfg, "max_positions", 2048)),
+        hidden_size=int(hidden_size),
+        intermediate_size=int(intermediate_size),
+        num_hidden_layers=int(num_layers),
+        num_attention_heads=int(num_heads),
+        num_key_value_heads=int(num_kv_heads),
+        max_position_embeddings=int(max_positions),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
     )
-    fork = torch.random.fork_rng()
-    with fork:
-        torch.manual_seed(int(_get(cfg, "init_seed", 0)))
+    with torch.random.fork_rng():
+        torch.manual_seed(int(init_seed))
         model = LlamaForCausalLM(config)
-    return model, tokenizer
+    return _ready(model.to(resolve_dtype(dtype)), tokenizer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,11 +139,11 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def _from_pretrained(name_or_path: str, cfg: Mapping[str, Any], dtype: torch.dtype):
+def _from_pretrained(name_or_path: str, dtype: torch.dtype, revision: str | None, attn_implementation: str,
+                     trust_remote_code: bool):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": bool(_get(cfg, "trust_remote_code", False))}
-    revision = _get(cfg, "revision")
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
     if revision:
         kwargs["revision"] = revision
     is_local = Path(name_or_path).expanduser().is_dir()
@@ -164,14 +151,13 @@ def _from_pretrained(name_or_path: str, cfg: Mapping[str, Any], dtype: torch.dty
         name_or_path = str(Path(name_or_path).expanduser())
     elif "/" not in name_or_path or name_or_path.startswith((".", "/", "~")):
         raise ModelLoadError(
-            f"model.name_or_path={name_or_path!r} is neither an existing directory nor a Hugging Face "
+            f"model.loader.name_or_path={name_or_path!r} is neither an existing directory nor a Hugging Face "
             "id of the form 'org/name'. Fix the path or the id."
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(
-            name_or_path, dtype=dtype, attn_implementation=_get(cfg, "attn_implementation", "sdpa"),
-            **kwargs)
+            name_or_path, dtype=dtype, attn_implementation=attn_implementation, **kwargs)
     except OSError as err:
         if is_local:
             raise ModelLoadError(
@@ -180,33 +166,35 @@ def _from_pretrained(name_or_path: str, cfg: Mapping[str, Any], dtype: torch.dty
         raise ModelLoadError(
             f"Could not load {name_or_path!r} from the Hugging Face hub (no network, a gated model, or not "
             "in the local cache): download it where there is network (`huggingface-cli download "
-            f"{name_or_path}`) or set model.name_or_path to a local directory."
+            f"{name_or_path}`) or set model.loader.name_or_path to a local directory."
         ) from err
     return model, tokenizer
 
 
 # ---------------------------------------------------------------------------------------------
-# Entry point
+# The loaders (model.loader._target_) and LoRA
 # ---------------------------------------------------------------------------------------------
-def load_llm(cfg: Mapping[str, Any], cache_dir: str | Path):
-    """Load (model, tokenizer) as the model config says; weights frozen, tokenizer has a pad token."""
-    source = _get(cfg, "source", "hub")
-    dtype = resolve_dtype(_get(cfg, "dtype", "float32"))
-    if source == "tiny_random":
-        model, tokenizer = build_tiny_random(cfg)
-        model = model.to(dtype)
-    elif source == "gguf_package":
-        gguf = find_packaged_gguf(_get(cfg, "gguf_package"), _get(cfg, "gguf_file"))
-        local = converted_gguf_dir(gguf, Path(cache_dir))
-        model, tokenizer = _from_pretrained(str(local), cfg, dtype)
-    elif source in ("hub", "local"):
-        name = _get(cfg, "name_or_path")
-        if not name:
-            raise ModelLoadError("model.name_or_path is empty: give a Hugging Face id or a local directory.")
-        model, tokenizer = _from_pretrained(str(name), cfg, dtype)
-    else:
-        raise ModelLoadError(
-            f"model.source={source!r} is unknown; use one of gguf_package, hub, local, tiny_random.")
+def load_gguf_package(package: str, file: str | None = None, dtype: str = "float32",
+                      attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+                      cache_dir: str | Path | None = None):
+    """The GGUF file shipped inside an installed PyPI package, converted once under ``cache_dir``."""
+    gguf = find_packaged_gguf(package, file)
+    local = converted_gguf_dir(gguf, Path(cache_dir or Path.home() / ".cache" / "napo_lab"))
+    return _ready(*_from_pretrained(str(local), resolve_dtype(dtype), None, attn_implementation, trust_remote_code))
+
+
+def load_pretrained(name_or_path: str, revision: str | None = None, dtype: str = "auto",
+                    attn_implementation: str = "sdpa", trust_remote_code: bool = False,
+                    cache_dir: str | Path | None = None):
+    """A Hugging Face hub id (``org/name``) or a local model directory."""
+    if not name_or_path:
+        raise ModelLoadError("model.loader.name_or_path is empty: give a Hugging Face id or a local directory.")
+    return _ready(*_from_pretrained(str(name_or_path), resolve_dtype(dtype), revision, attn_implementation,
+                                    trust_remote_code))
+
+
+def _ready(model, tokenizer):
+    """Frozen weights, no KV cache during training, a pad token."""
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     for p in model.parameters():
@@ -215,20 +203,11 @@ def load_llm(cfg: Mapping[str, Any], cache_dir: str | Path):
     return model, tokenizer
 
 
-def apply_lora(model, lora_cfg: Mapping[str, Any]):
-    """Wrap the model with a trainable LoRA adapter named 'default'."""
-    from peft import LoraConfig, get_peft_model
+def apply_lora(model, lora_config):
+    """Wrap the model with a trainable LoRA adapter named 'default' (``lora_config``: a peft.LoraConfig)."""
+    from peft import get_peft_model
 
-    targets = list(_get(lora_cfg, "target_modules", ["q_proj", "v_proj"]))
-    config = LoraConfig(
-        r=int(_get(lora_cfg, "r", 8)),
-        lora_alpha=int(_get(lora_cfg, "alpha", 32)),
-        lora_dropout=float(_get(lora_cfg, "dropout", 0.0)),
-        target_modules=targets,
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(model, config)
+    return get_peft_model(model, lora_config)
 
 
 def lora_state(model, adapter: str = "default") -> dict[str, torch.Tensor]:

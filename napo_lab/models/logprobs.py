@@ -14,7 +14,9 @@ implementation that takes a custom 4-D mask (eager, SDPA).
 cache is gathered once per completion). Equal results; for attention kernels that cannot take a
 custom mask (flash-attention).
 
-In both layouts only completion positions go through the LM head (no full-vocabulary logits over
+Each layout is implemented by the function of its name (``_shared_prefix``, ``_prefix_cache``,
+``_duplicate``); ``choose_layout`` decides once per run which one works for the model. In every
+layout only completion positions go through the LM head (no full-vocabulary logits over
 prompt tokens).
 """
 
@@ -96,12 +98,13 @@ def completion_logps(
     owner, flat = _flatten(completions)
     if not flat:
         raise ValueError("no completions to score")
-    fn = {"shared_prefix": _packed, "prefix_cache": _shared_prefix, "duplicate": _duplicate}[layout]
+    fn = {"shared_prefix": _shared_prefix, "prefix_cache": _prefix_cache, "duplicate": _duplicate}[layout]
     values = fn(causal_lm(model), prompts, owner, flat, pad_id)
     return _unflatten(values, [len(c) for c in flat], completions)
 
 
-def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+def _prefix_cache(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+    """The prompt once with a KV cache, gathered per completion (see module doc)."""
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
     p_ids, p_mask = _pad(prompts, pad_id, device)
@@ -124,7 +127,7 @@ def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     return _token_logps(head, hidden, c_ids, c_mask)
 
 
-def _packed(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     """One row per prompt: [prompt | completions...] with a block-causal mask (see module doc)."""
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
@@ -192,7 +195,8 @@ def _duplicate(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
 
 
 def choose_layout(requested: str, model, strategy_name: str | None = None) -> str:
-    """Shared-prefix unless it cannot work here; say why in the log when falling back."""
+    """The requested layout unless it cannot work here (training and evaluation both use the answer);
+    say why in the log when falling back."""
     if requested == "duplicate":
         return "duplicate"
     lm = causal_lm(model)

@@ -5,8 +5,9 @@ epoch, run and sweep job, so it is computed once and read back afterwards. Entri
 (sha of the prompt token ids, sha of the completion token ids): random templates and freshly drawn
 negatives simply become more entries. Everything that changes the numbers is in the directory key
 (model identity, sha256 of the reference adapter's weights file, prepared dataset, prompt settings,
-forward layout and precision): a changed reference lands in a new directory, so it is never read
-from a stale one.
+forward layout and precision; napo_lab.recipe.keys builds it): a changed reference lands in a new
+directory, so it is never read from a stale one. The directory is a napo_lab.cache entry whose
+``key.json`` records what the key was made of.
 
 Storage is one SQLite database per key in WAL mode (``INSERT OR IGNORE``, no pickle): any number of
 processes (sweep jobs, DDP ranks) read and write it at once. WAL needs a local file system (not NFS).
@@ -19,13 +20,14 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from napo_lab.cache import CacheEntry, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,6 @@ DB_NAME = "ref_logps.sqlite"
 
 def _ids_sha(ids: Sequence[int]) -> str:
     return hashlib.sha256(np.asarray(list(ids), dtype=np.int64).tobytes()).hexdigest()[:32]
-
-
-def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
@@ -60,7 +54,8 @@ class RefLogpCache:
 
     def __init__(self, root: Path | str, key: str, describe: Mapping[str, Any] | None = None):
         self.root, self.key = Path(root), str(key)
-        self.dir = self.root / self.key
+        self.entry = CacheEntry(self.root / self.key, DB_NAME)
+        self.dir = self.entry.path
         self.path = self.dir / DB_NAME
         self.hits = self.misses = self.stored = 0
         self._conn: sqlite3.Connection | None = None
@@ -68,10 +63,7 @@ class RefLogpCache:
         self._memo: dict[tuple[str, str], float] = {}
         self.dir.mkdir(parents=True, exist_ok=True)
         if describe is not None and not (self.dir / "key.json").is_file():
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix="key.json.tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(dict(describe), fh, indent=2, sort_keys=True, default=str)
-            os.replace(tmp, self.dir / "key.json")
+            atomic_write_text(self.dir / "key.json", json.dumps(dict(describe), indent=2, sort_keys=True, default=str))
 
     # -- storage -------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
@@ -156,39 +148,3 @@ class RefLogpCache:
                 db.execute("ROLLBACK")
                 raise
             self.stored += len(rows)
-
-
-def reference_key_parts(cfg, sft_adapter_path: Path, prepared) -> dict[str, Any]:
-    """What the reference's numbers depend on (the directory key is the sha256 of this)."""
-    from napo_lab.pipeline import model_identity, plain
-
-    weights = Path(sft_adapter_path) / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing: the reference cache needs the saved SFT adapter")
-    ds = plain(cfg.dataset)
-    return {
-        "model": model_identity(cfg),
-        "adapter_sha256": file_sha256(weights),
-        "data": Path(getattr(prepared, "root", prepared)).name,
-        "prompt": {"domain": ds.get("domain"), "chat_template": bool(cfg.model.get("chat_template", False)),
-                   "max_title_chars": ds.get("max_title_chars", 80), "random_template": ds.get("random_template", True),
-                   "n_candidates": ds.get("n_candidates")},
-        "forward": str(cfg.get("forward", "shared_prefix")),
-        "dtype": str(cfg.model.get("dtype", "float32")),
-        "precision": str(cfg.trainer.get("precision", "32-true")) if "trainer" in cfg else None,
-    }
-
-
-def reference_cache_for(cfg, sft_adapter_path: Path, prepared) -> RefLogpCache | None:
-    """The reference cache for this run (None when ``ref_cache.enabled`` is false; enabled by default).
-
-    Lives under ``ref_cache.dir`` if set, else ``<paths.cache_dir>/ref_logps/``.
-    """
-    rc = cfg.get("ref_cache") or {}
-    if not bool(rc.get("enabled", True)):
-        return None
-    root = Path(rc.get("dir") or Path(cfg.paths.cache_dir) / "ref_logps")
-    parts = reference_key_parts(cfg, sft_adapter_path, prepared)
-    cache = RefLogpCache(root, cache_key(parts), describe=parts)
-    log.info("reference log-prob cache: %s", cache.dir)
-    return cache

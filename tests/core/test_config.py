@@ -7,9 +7,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from napo_lab import CONF_DIR
-from napo_lab.checks import validate
+from napo_lab.recipe.validate import validate
 
-GROUPS = ["dataset", "model", "loss", "strategy", "trainer", "logger", "eval", "paths"]
+GROUPS = ["dataset", "model", "loss", "strategy", "trainer", "logger", "callbacks", "eval", "paths"]
 
 
 def _options(group: str) -> list[str]:
@@ -34,11 +34,11 @@ def test_every_group_option_composes(group, option):
     if group == "model":
         assert cfg.model.kind in ("llm", "seqrec") and cfg.model.name
         if cfg.model.kind == "llm":
-            assert set(cfg.model.lora) >= {"r", "alpha", "dropout", "target_modules"}
+            assert set(cfg.model.lora) >= {"_target_", "r", "lora_alpha", "lora_dropout", "target_modules"}
     if group == "dataset":
         assert cfg.dataset.n_candidates == 20 and cfg.dataset.max_history == 10
     if group == "loss":
-        assert cfg.loss.stage in ("sft", "preference")
+        assert cfg.loss.stage in ("sft", "pref")
         assert hasattr(instantiate(cfg.loss.objective), "needs_reference")
 
 
@@ -48,13 +48,13 @@ def test_every_experiment_composes(experiment):
     if experiment.startswith("paper_") and cfg.model.kind == "llm":
         assert cfg.sft.epochs == 5 and cfg.pref.epochs == 3 and cfg.sft.lr == cfg.pref.lr == 1e-5
         assert cfg.sft.global_batch_size == cfg.pref.global_batch_size == 128
-        assert (cfg.model.lora.r, cfg.model.lora.alpha) == (8, 32) and cfg.loss.objective.beta == 1.0
+        assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (8, 32) and cfg.loss.objective.beta == 1.0
         assert cfg.loss.num_negatives == 3 and cfg.trainer.gradient_clip_val == 0.3
 
 
 def test_default_main_job_is_cpu_sized_lastfm_with_the_embedded_model():
     cfg = _compose("paths.output_dir=/tmp/x")
-    assert cfg.model.name == "smollm2_135m" and cfg.model.source == "gguf_package"
+    assert cfg.model.name == "smollm2_135m" and cfg.model.loader._target_.endswith("load_gguf_package")
     assert cfg.dataset.name == "lastfm" and cfg.dataset.test_split == "test_llara"
     assert cfg.loss.name == "napo"
     assert cfg.sft.train_limit <= 512 and cfg.pref.train_limit <= 512
@@ -63,7 +63,7 @@ def test_default_main_job_is_cpu_sized_lastfm_with_the_embedded_model():
 
 def test_lora_defaults_are_s_dpo_settings():
     lora = _compose("paths.output_dir=/tmp/x").model.lora
-    assert (lora.r, lora.alpha, lora.dropout) == (8, 32, 0.1)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (8, 32, 0.1)
     assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
@@ -73,7 +73,8 @@ def test_lora_defaults_are_s_dpo_settings():
     ("qwen2_5_7b_instruct", "Qwen/Qwen2.5-7B-Instruct")])
 def test_model_presets(preset, hub_id):
     m = _compose(f"model={preset}", "paths.output_dir=/tmp/x").model
-    assert m.name_or_path == hub_id and m.dtype == "bf16" and m.source == "hub"
+    assert m.loader.name_or_path == hub_id and m.loader.dtype == "bf16"
+    assert m.loader._target_ == "napo_lab.models.llm.load_pretrained"
     assert m.chat_template is (preset != "llama2_7b")
 
 

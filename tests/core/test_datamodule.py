@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from napo_lab import pipeline
 from napo_lab.data.datamodule import RecDataModule
 from napo_lab.data.samplers import NegativeSampler
 from napo_lab.models.llm import build_byte_tokenizer
+from napo_lab.recipe import build
 from tests.conftest import TINY, compose_cfg, needs_data
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory, cache_dir):
     cfg = compose_cfg([*TINY], tmp_path_factory.mktemp("dm"), cache_dir)
-    return cfg, pipeline.load_data(cfg)
+    return cfg, build.data(cfg)
 
 
 def _dm(cfg, prepared, workers=0, k=3, strategy="in_prompt", weights=None, seed=0):
@@ -114,7 +114,7 @@ def test_resume_skips_consumed_examples(synthetic):
 @needs_data
 def test_lastfm_eval_prompt_is_s_dpo_text(tmp_path, cache_dir):
     cfg = compose_cfg(["model=tiny_random", "dataset=lastfm"], tmp_path, cache_dir)
-    prepared = pipeline.load_data(cfg)
+    prepared = build.data(cfg)
     dm = RecDataModule(prepared, build_byte_tokenizer(), dict(cfg.dataset), 3, {"strategy": "in_prompt"}, 2, 2,
                        use_chat_template=False)
     ex = dm.eval_dataset("test")[0]
@@ -127,7 +127,7 @@ def test_lastfm_eval_prompt_is_s_dpo_text(tmp_path, cache_dir):
 
 
 def test_seqrec_hard_negatives_are_the_top_scored_items_outside_history_and_target(synthetic):
-    from napo_lab.data.hard_negatives import seqrec_hard_factory
+    from napo_lab.models.hard_negatives import seqrec_hard_factory
 
     cfg, prepared = synthetic
     dm = _dm(cfg, prepared, k=3, strategy="seqrec_hard")

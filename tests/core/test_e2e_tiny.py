@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
-from napo_lab import pipeline
-from napo_lab.lit.module import REFERENCE_ADAPTER
-from napo_lab.lit.wandb import read_offline_run
+from napo_lab.lit.loggers import read_offline_run
+from napo_lab.models.adapters import REFERENCE_ADAPTER, attach_reference
 from napo_lab.models.llm import base_state, lora_state
+from napo_lab.recipe import build
+from napo_lab.recipe.stages import Job, fit_stage, sft_adapter
 from napo_lab.run import execute
 from tests.conftest import TINY, compose_cfg
 
@@ -43,16 +44,17 @@ def test_sft_then_sdpo_tiny(tmp_path, monkeypatch):
     # S-DPO stage by hand, to inspect weights: SFT adapter (trained or cached) -> reference copy.
     cfg = compose_cfg([*TINY, "loss=sdpo"], tmp_path / "sdpo", cache_dir)
     (tmp_path / "sdpo").mkdir()
-    prepared = pipeline.load_data(cfg)
-    model, tok = pipeline.load_model(cfg)
+    prepared = build.data(cfg)
+    model, tok = build.model(cfg)
+    job = Job(cfg, prepared, model, tok, tmp_path / "sdpo")
     base_before = base_state(model)
-    sft_path, _ = pipeline.ensure_sft_adapter(cfg, model, tok, prepared, tmp_path / "sdpo")
+    sft_path, _ = sft_adapter(job)
     sft_weights = lora_state(model)
-    pipeline.attach_reference(model, sft_path)
+    attach_reference(model, sft_path)
     ref_before = lora_state(model, REFERENCE_ADAPTER)
     assert ref_before and all(torch.equal(ref_before[k.replace(".default.", f".{REFERENCE_ADAPTER}.")], v)
                               for k, v in sft_weights.items())
-    module = pipeline.fit_stage(cfg, "pref", model, tok, prepared, cfg.loss, tmp_path / "sdpo")
+    module = fit_stage(job, "pref", build.loss(cfg))
     after = lora_state(model)
     assert any(not torch.equal(after[k], sft_weights[k]) for k in after), "LoRA weights did not change"
     ref_after = lora_state(model, REFERENCE_ADAPTER)

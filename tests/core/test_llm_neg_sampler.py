@@ -8,8 +8,10 @@ import json
 import pytest
 import torch
 
-from napo_lab import pipeline
-from napo_lab.checks import ConfigError, validate
+from napo_lab.errors import ConfigError
+from napo_lab.recipe import build
+from napo_lab.recipe.stages import Job, fit_stage
+from napo_lab.recipe.validate import validate
 from napo_lab.run import execute
 from tests.conftest import TINY, compose_cfg
 
@@ -40,9 +42,9 @@ def test_policy_picks_the_adaptive_top_k(tmp_path, cache_dir):
                        "neg_sampler.top_k=3", "neg_sampler.pool=targets"], tmp_path / "run", cache_dir)
     validate(cfg)
     (tmp_path / "run").mkdir()
-    prepared = pipeline.load_data(cfg)
-    model, tok = pipeline.load_model(cfg)
-    module = pipeline.fit_stage(cfg, "pref", model, tok, prepared, cfg.loss, tmp_path / "run")
+    prepared = build.data(cfg)
+    model, tok = build.model(cfg)
+    module = fit_stage(Job(cfg, prepared, model, tok, tmp_path / "run"), "pref", build.loss(cfg))
     batch = next(iter(module.datamodule.train_dataloader()))
     assert batch["adaptive_top_k"] == 3 and batch["item_ids"].shape[1] <= 6
     picked = module.pick_adaptive(batch)
@@ -58,5 +60,5 @@ def test_policy_picks_the_adaptive_top_k(tmp_path, cache_dir):
 
 def test_k_must_match_the_sampler():
     cfg = compose_cfg([*TINY, "loss=sdpo", "neg_sampler=rns"], "/tmp/unused", "/tmp/unused")
-    with pytest.raises(ConfigError, match="loss.num_negatives=3 but neg_sampler=rns gives 50"):
+    with pytest.raises(ConfigError, match="loss.num_negatives=3: neg_sampler=rns gives 50 negatives"):
         validate(cfg)

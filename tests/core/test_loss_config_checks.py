@@ -11,13 +11,14 @@ import pytest
 from omegaconf import OmegaConf
 
 from napo_lab import CONF_DIR
-from napo_lab.checks import ConfigError, validate
+from napo_lab.errors import ConfigError
+from napo_lab.recipe.validate import validate
 from napo_lab.data.samplers import NegativeSampler
 from tests.conftest import TINY, compose_cfg
 
 REPO = CONF_DIR.parent
 PREFERENCE_LOSSES = sorted(p.stem for p in (CONF_DIR / "loss").glob("*.yaml")
-                           if OmegaConf.load(p).stage == "preference")
+                           if OmegaConf.load(p).get("stage", "pref") == "pref")
 
 
 def test_every_preference_preset_is_listed():

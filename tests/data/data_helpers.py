@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from napo_lab.config.compose import group
 from napo_lab.data.prepared import PreparedDataset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,8 +17,8 @@ CONF = REPO / "conf" / "dataset"
 
 
 def dataset_cfg(name: str, **overrides: Any) -> dict[str, Any]:
-    """conf/dataset/<name>.yaml as a plain dict, with top-level overrides."""
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
+    """conf/dataset/<name>.yaml as composed (its shared base applied), a plain dict with top-level overrides."""
+    cfg = OmegaConf.to_container(group("dataset", name), resolve=True)
     cfg.update(overrides)
     return cfg  # type: ignore[return-value]
 

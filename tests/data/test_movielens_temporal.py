@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
 from napo_lab.data.examples import PrepReport
 from napo_lab.data.sources import movielens_temporal
@@ -38,7 +37,7 @@ def test_rows_follow_the_public_protocol(tmp_path, monkeypatch):
     })
     monkeypatch.setattr(movielens_temporal, "read_ratings", lambda path: ratings)
     monkeypatch.setattr(movielens_temporal, "read_items", lambda path, report: [f"m{i}" for i in range(1682)])
-    cfg = {"files": {"ratings": "r", "items": "i"}, "max_history": 10, "split_ratio": 0.25, "min_rating": 0}
+    cfg = {"files": {"ratings": "r", "items": "i"}, "max_history": 10, "split_ratio": 0.25, "min_rating": 1}
     built = movielens_temporal.build(cfg, {"r": Path("r"), "i": Path("i")}, PrepReport())
     # 7 interactions: ceil(1.75) = 2 test (items 6, 7), 2 val (4, 5), 3 train (1, 2, 3)
     train, val, test = (built.splits[k] for k in ("train", "val", "test"))
@@ -49,13 +48,14 @@ def test_rows_follow_the_public_protocol(tmp_path, monkeypatch):
 
 @needs_data
 def test_real_movielens_temporal_counts(tmp_path):
+    import os
+
+    from napo_lab.config.compose import group
     from napo_lab.data.prepared import PreparedDataset
     from napo_lab.prepare import ensure_prepared
 
-    conf = Path(__file__).resolve().parents[2] / "conf" / "dataset" / "movielens_temporal.yaml"
-    import os
-
-    ds = PreparedDataset.load(ensure_prepared(OmegaConf.load(conf), os.environ["NAPO_LAB_DATA_DIR"], tmp_path))
+    ds = PreparedDataset.load(ensure_prepared(group("dataset", "movielens_temporal"), os.environ["NAPO_LAB_DATA_DIR"],
+                                              tmp_path))
     assert ds.manifest["splits"] == {"train": 89133, "val": 922, "test": 2170}
     assert ds.manifest["temporal_split"]["interactions"] == {"train": 90000, "val": 5000, "test": 5000}
     test = ds.split("test")

@@ -29,7 +29,7 @@ def _run(root: Path, sub: str, method: str, dataset: str, seed: int, metrics: di
         (d / "metrics.json").write_text(json.dumps(metrics))
     if curves:
         rows = [{"step": s, "stage": "sft", "train/loss": 1.0} for s in range(3)]
-        rows += [{"step": s, "stage": "preference", "train/loss": 0.5,
+        rows += [{"step": s, "stage": "pref", "train/loss": 0.5,
                   "train/rewards/margin": 0.1 * s + seed, "train/rewards/accuracy": 0.5 + 0.01 * s}
                  for s in range(3, 10)]
         pd.DataFrame(rows).to_csv(d / "train_metrics.csv", index=False)
@@ -152,3 +152,14 @@ def test_wandb_offline(sweep: Path, tmp_path: Path, monkeypatch):
     assert list(runs[0].glob("*.wandb"))
     media = list(runs[0].rglob("*.png"))
     assert len(media) == 3
+
+
+def test_time_and_count_metrics_are_never_bold(tmp_path: Path):
+    root = tmp_path / "s"
+    fast = {"test/hr@1": 0.5, "test/gen_seconds_per_user": 1.0, "test/n_valid": 10, "train/seconds": 5.0}
+    slow = {"test/hr@1": 0.4, "test/gen_seconds_per_user": 9.0, "test/n_valid": 20, "train/seconds": 50.0}
+    _run(root, "a", "dpo", "lastfm", 1, fast)
+    _run(root, "b", "sdpo", "lastfm", 1, slow)
+    md = write_report(root).read_text()
+    assert "**0.5000 ± -**" in md  # quality metrics still get their best marked
+    assert "**1.0000" not in md and "**9.0000" not in md  # neither the fastest nor the slowest time

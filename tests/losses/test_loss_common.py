@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from napo_lab.config.compose import group
 from napo_lab.losses import (
     CDPOLoss,
     DMPOLoss,
@@ -254,17 +254,17 @@ def test_configs_instantiate_with_declared_needs():
     found = {p.stem for p in CONF.glob("*.yaml")}
     assert EXPECTED_CONFIGS <= found
     for name in EXPECTED_CONFIGS:
-        cfg = OmegaConf.load(CONF / f"{name}.yaml")
+        cfg = group("loss", name)
         assert cfg.name == name
-        assert cfg.stage in ("sft", "preference")
+        assert cfg.stage in ("sft", "pref")
         assert "strategy" in cfg.negatives and "weights" in cfg.negatives
         loss = instantiate(cfg.objective)
         assert {"needs_reference", "needs_sequential_model", "needs_cross_logps"} <= set(dir(loss))
-    assert OmegaConf.load(CONF / "sft.yaml").stage == "sft"
-    assert OmegaConf.load(CONF / "sft.yaml").num_negatives == 0
-    assert OmegaConf.load(CONF / "dpo.yaml").num_negatives == 1
-    official = instantiate(OmegaConf.load(CONF / "napo_official.yaml").objective)
-    default = instantiate(OmegaConf.load(CONF / "napo.yaml").objective)
+    assert group("loss", "sft").stage == "sft" and group("loss", "sdpo").stage == "pref"
+    assert group("loss", "sft").num_negatives == 0
+    assert group("loss", "dpo").num_negatives == 1 and group("loss", "sdpo").num_negatives == 3
+    official = instantiate(group("loss", "napo_official").objective)
+    default = instantiate(group("loss", "napo").objective)
     assert (official.share, official.mask_false_negatives, official.detach_shared) == ("reuse", False, True)
     assert (official.needs_reference, official.needs_cross_logps, official.needs_sequential_model) == (
         False,
@@ -273,7 +273,7 @@ def test_configs_instantiate_with_declared_needs():
     )
     assert (default.share, default.mask_false_negatives, default.detach_shared) == ("exact", True, False)
     assert default.needs_cross_logps and not default.needs_reference
-    rosepo = OmegaConf.load(CONF / "rosepo.yaml")
+    rosepo = group("loss", "rosepo")
     assert rosepo.negatives.strategy == "mixed"
     assert set(rosepo.negatives.weights) == {"self_hard", "popularity", "hallucinated", "random"}
 

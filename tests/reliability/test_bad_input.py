@@ -11,7 +11,8 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from napo_lab.checks import ConfigError, validate
+from napo_lab.errors import ConfigError
+from napo_lab.recipe.validate import validate
 from tests.conftest import TINY, compose_cfg
 
 
@@ -51,7 +52,7 @@ def test_napo_rho_outside_range(tmp_path, cache_dir):
 
 
 def test_unknown_hub_model_offline_says_what_to_do(tmp_path):
-    done = _cli(["model=hf", "model.name_or_path=someone/no-such-model", "dataset=synthetic", "loss=sft",
+    done = _cli(["model=hf", "model.loader.name_or_path=someone/no-such-model", "dataset=synthetic", "loss=sft",
                  "sft.train_limit=4"], tmp_path)
     assert done.returncode == 2
     assert "someone/no-such-model" in done.stderr and "local directory" in done.stderr

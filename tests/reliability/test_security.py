@@ -17,7 +17,7 @@ def test_wandb_key_never_reaches_files(tmp_path, cache_dir, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", secret)
     monkeypatch.setenv("WANDB_MODE", "offline")
     out = tmp_path / "run"
-    execute(compose_cfg([*TINY, "loss=sft", "logger=wandb", f"+logger.api_key={secret}"], out, cache_dir))
+    execute(compose_cfg([*TINY, "loss=sft", "logger=wandb", f"+logger.wandb.api_key={secret}"], out, cache_dir))
     assert (out / "metrics.json").is_file()
     for path in Path(out).rglob("*"):
         if path.is_file() and not path.is_symlink():
@@ -30,8 +30,8 @@ def test_trust_remote_code_is_off_in_every_model_preset():
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for name in names:
             cfg = compose("config", overrides=[f"model={name}"])
-            if cfg.model.get("kind", "llm") == "llm":
-                assert cfg.model.trust_remote_code is False, name
+            if cfg.model.kind == "llm":
+                assert cfg.model.loader.get("trust_remote_code", False) is False, name
 
 
 def test_unknown_pickle_is_refused(tmp_path):

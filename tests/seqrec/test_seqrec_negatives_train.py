@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from napo_lab.data.prepared import PreparedDataset
-from napo_lab.models.seqrec import load_or_train_seqrec, run_seqrec
+from napo_lab.models.seqrec import load_or_train_seqrec
 from napo_lab.models.seqrec.config import SeqRecConfig, with_neg_sampler
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -24,10 +24,10 @@ SMALL = {"rns": {"num_samples": 8}, "pns": {"num_samples": 8}, "bns": {"num_samp
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory) -> PreparedDataset:
+    from napo_lab.config.compose import group
     from napo_lab.prepare import ensure_prepared
 
-    root = ensure_prepared(OmegaConf.load(CONF / "dataset" / "synthetic.yaml"),
-                           cache_dir=tmp_path_factory.mktemp("cache"))
+    root = ensure_prepared(group("dataset", "synthetic"), cache_dir=tmp_path_factory.mktemp("cache"))
     return PreparedDataset.load(root)
 
 
@@ -68,22 +68,33 @@ def test_bad_sampler_settings_are_refused():
         SeqRecConfig.from_cfg(sampler_cfg("ans", top_k=999))
 
 
-def test_run_with_a_sampler_reports_full_catalogue_and_volume_cohorts(synthetic, tmp_path):
-    cfg = OmegaConf.create({
-        "seed": 3,
-        "model": {"kind": "seqrec", "name": "sasrec", **FAST, "max_epochs": 2},
-        "neg_sampler": {**OmegaConf.to_container(OmegaConf.load(CONF / "neg_sampler" / "amns.yaml")),
-                        **SMALL["amns"]},
-        "dataset": {"val_split": "val", "test_split": "test"},
-        "paths": {"cache_dir": str(tmp_path / "cache")},
-    })
-    metrics = run_seqrec(cfg, synthetic, tmp_path / "run")
+def test_run_with_a_sampler_reports_full_catalogue_and_volume_cohorts(tmp_path):
+    """`python -m napo_lab.run model=sasrec neg_sampler=amns dataset=synthetic`: the recipe's groups, the
+    evaluator's full-catalogue and interaction-volume metrics next to the sampled ones."""
+    import json
+
+    import pandas as pd
+
+    from napo_lab.run import execute
+    from tests.conftest import compose_cfg
+
+    small = [f"neg_sampler.{k}={v}" for k, v in SMALL["amns"].items()]
+    out = tmp_path / "run"
+    execute(compose_cfg(["model=sasrec", "dataset=synthetic", "neg_sampler=amns", *small, "logger=none",
+                         "model.max_epochs=2", "model.hidden_size=16", "model.monitor=full/hr@10",
+                         "eval.splits=[val,test]"], out, tmp_path / "cache"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["method"] == "sasrec+amns"
     for role in ("val", "test"):
         for key in ("full/hr@10", "full/ndcg@10", "full/volume/head/hr@10", "full/volume/tail/ndcg@10",
-                    "full/volume/balance_ndcg@10", "full/volume/balance_hr@10"):
+                    "full/volume/balance_ndcg@10", "full/volume/balance_hr@10", "rank/hr@1"):
             assert 0.0 <= metrics[f"{role}/{key}"] <= 1.0, key
         n = sum(metrics[f"{role}/full/volume/{c}/n"] for c in ("head", "mid", "tail"))
         assert n == metrics[f"{role}/full/n"]
     assert metrics["volume_cohorts/head/interaction_share"] < 1 / 3 + 1e-9
     sizes = [metrics[f"volume_cohorts/{c}/items"] for c in ("head", "mid", "tail")]
-    assert sum(sizes) == synthetic.n_items and sizes[0] <= sizes[2]
+    assert sum(sizes) == 64 and sizes[0] <= sizes[2]
+    pred = pd.read_parquet(out / "predictions_test.parquet")
+    hits = (pred["full_rank"] <= 10).mean()
+    assert hits == pytest.approx(metrics["test/full/hr@10"])

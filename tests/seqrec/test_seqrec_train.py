@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from omegaconf import OmegaConf
 
 import napo_lab.models.seqrec.cache as cache_mod
 from napo_lab.data.prepared import PreparedDataset, write_prepared
-from napo_lab.models.seqrec import evaluate_split, load_or_train_seqrec, run_seqrec, train_seqrec
+from napo_lab.models.seqrec import evaluate_split, load_or_train_seqrec, train_seqrec
 
 N_ITEMS = 40
 FAST = {  # small enough for a few seconds on 2 CPU cores
@@ -90,10 +89,10 @@ def test_sasrec_learns_transition_pattern(prepared, trained):
 
 def test_sasrec_learns_synthetic_dataset(tmp_path):
     """The project's own `dataset=synthetic` (item chains, p_follow 0.9) through ensure_prepared."""
+    from napo_lab.config.compose import group
     from napo_lab.prepare import ensure_prepared
 
-    conf = Path(__file__).resolve().parents[2] / "conf" / "dataset" / "synthetic.yaml"
-    ds = PreparedDataset.load(ensure_prepared(OmegaConf.load(conf), cache_dir=tmp_path))
+    ds = PreparedDataset.load(ensure_prepared(group("dataset", "synthetic"), cache_dir=tmp_path))
     cfg = {**FAST, "batch_size": 64, "max_epochs": 25, "patience": 5}
     model = load_or_train_seqrec(ds, cfg, tmp_path)
     _, metrics = evaluate_split(model, ds.split(ds.manifest["default_test_split"]))
@@ -135,8 +134,8 @@ def test_cache_round_trip(prepared, tmp_path, monkeypatch):
     assert first.train_info["from_cache"] is False
     assert not first.training and not any(p.requires_grad for p in first.parameters())
     assert (first.item_emb.weight[first.pad_id] == 0).all()  # padding stays the zero vector
-    files = sorted(p.name for p in (tmp_path / "seqrec").iterdir() if not p.name.endswith(".lock"))
-    assert [Path(f).suffix for f in files] == [".json", ".safetensors"]
+    entries = [p for p in (tmp_path / "seqrec").iterdir() if p.is_dir()]  # one cache entry: a directory
+    assert len(entries) == 1 and sorted(p.name for p in entries[0].iterdir()) == ["meta.json", "model.safetensors"]
 
     def no_training(*args, **kwargs):
         raise AssertionError("should have loaded from the cache")
@@ -157,51 +156,49 @@ def test_cache_round_trip(prepared, tmp_path, monkeypatch):
     # so is a corrupt weights file.
     meta = next(
         p
-        for p in (tmp_path / "seqrec").glob("*.json")
+        for p in (tmp_path / "seqrec").glob("*/meta.json")
         if json.loads(p.read_text())["key"]["model"]["lr"] == 0.01
     )
     stored = json.loads(meta.read_text())
     stored["key"]["model"]["hidden_size"] = 999
     meta.write_text(json.dumps(stored))
     assert load_or_train_seqrec(prepared, cfg, tmp_path).train_info["from_cache"] is False
-    meta.with_suffix(".safetensors").write_bytes(b"not a safetensors file")
+    (meta.parent / "model.safetensors").write_bytes(b"not a safetensors file")
     assert load_or_train_seqrec(prepared, cfg, tmp_path).train_info["from_cache"] is False
     assert load_or_train_seqrec(prepared, cfg, tmp_path).train_info["from_cache"] is True
 
 
-def test_run_seqrec_writes_predictions_and_metrics(prepared, tmp_path):
-    cfg = OmegaConf.create(
-        {
-            "seed": 3,
-            "model": {"kind": "seqrec", "name": "sasrec", **FAST, "max_epochs": 2, "seed": "${seed}"},
-            "dataset": {"val_split": "val", "test_split": "test"},
-            "paths": {"cache_dir": str(tmp_path / "cache")},
-        }
-    )
-    metrics = run_seqrec(cfg, prepared, tmp_path / "run")
+def test_sequential_model_job_writes_predictions_and_metrics(prepared, tmp_path):
+    """model=sasrec through the recipe: the same evaluator, files and metric families as an LLM run."""
+    from napo_lab.recipe.recipe import sequential_model_job
+    from tests.conftest import compose_cfg
+
+    fast = [f"model.{k}={v}" for k, v in FAST.items()] + ["model.max_epochs=2", "eval.splits=[val,test]"]
+    cfg = compose_cfg(["model=sasrec", "dataset=synthetic", *fast], tmp_path / "run", tmp_path / "cache")
+    metrics = sequential_model_job(cfg, prepared, tmp_path / "run")
     for role in ("val", "test"):
         for k in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr"):
             assert 0.0 <= metrics[f"{role}/rank/{k}"] <= 1.0
-        assert metrics[f"{role}/hr@1"] == metrics[f"{role}/rank/hr@1"]
+        assert metrics[f"{role}/hr@1"] == metrics[f"{role}/rank/hr@1"] == metrics[f"{role}/hr@1_valid"]
         assert metrics[f"{role}/valid_ratio"] == 1.0
-    assert any((tmp_path / "cache" / "seqrec").glob("*.safetensors"))
+        for key in ("pop/avg_pop@1", "band/head/n", "rank/pop/avg_pop@5", "rank/band/mid/n"):
+            assert f"{role}/{key}" in metrics
+    assert any((tmp_path / "cache" / "seqrec").glob("*/model.safetensors"))
 
     table = pq.read_table(tmp_path / "run" / "predictions_test.parquet")
-    assert [str(t) for t in table.schema.types] == [
-        "int64",
-        "int64",
-        "list<element: int64>",
-        "list<element: double>",
-        "string",
-        "int64",
-    ]
-    assert table.schema.names == ["user", "target", "candidates", "scores", "generated", "matched"]
+    assert table.schema.names == ["user", "target", "candidates", "generated", "scores", "scores_norm", "matched",
+                                  "full_rank"]
+    assert [str(t) for t in table.schema.types] == ["int64", "int64", "list<element: int64>", "string",
+                                                    "list<element: double>", "list<element: double>", "int64",
+                                                    "int64"]
     df = table.to_pandas()
     test = prepared.split("test")
     assert len(df) == len(test) and (df["target"].to_numpy() == test["target"].to_numpy()).all()
     assert all(len(s) == 20 for s in df["scores"]) and (df["generated"] == "").all()
     hits = (df["matched"] == df["target"]).mean()
     assert hits == pytest.approx(metrics["test/hr@1"])
+    # full_rank: the target's rank among all items (full-catalogue HR@10 counts ranks <= 10)
+    assert (df["full_rank"] >= 1).all() and (df["full_rank"] <= 10).mean() == pytest.approx(metrics["test/full/hr@10"])
     # Scores are the gathered full logits of the (cached, frozen) model.
     model = load_or_train_seqrec(prepared, cfg.model, tmp_path / "cache")
     row = df.iloc[0]

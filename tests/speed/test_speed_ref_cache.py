@@ -13,12 +13,16 @@ from types import SimpleNamespace
 
 import torch
 from omegaconf import OmegaConf
+from peft import LoraConfig
 
-from napo_lab import pipeline
 from napo_lab.lit.module import RecLitModule
 from napo_lab.losses.sdpo import SDPOLoss
-from napo_lab.models.llm import apply_lora, load_llm
-from napo_lab.models.ref_cache import RefLogpCache, reference_cache_for
+from napo_lab.models.adapters import attach_reference, save_adapter
+from napo_lab.models.llm import apply_lora, load_tiny_random
+from napo_lab.models.ref_cache import RefLogpCache
+from napo_lab.recipe import build
+from napo_lab.recipe.build import reference_cache as reference_cache_for
+from napo_lab.recipe.stages import Job, fit_stage
 from tests.conftest import TINY, compose_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,15 +74,15 @@ def test_a_changed_reference_adapter_invalidates_the_cache(tmp_path):
 
 
 def test_cached_reference_equals_the_recomputed_one(tmp_path):
-    model, tok = load_llm({"source": "tiny_random", "dtype": "float32"}, cache_dir=tmp_path)
+    model, tok = load_tiny_random(dtype="float32")
     # LoRA dropout on: the reference must still be a fixed function (computed in eval mode)
-    model = apply_lora(model, {"r": 4, "alpha": 8, "dropout": 0.3, "target_modules": ["q_proj", "v_proj"]})
+    model = apply_lora(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.3, target_modules=["q_proj", "v_proj"]))
     with torch.no_grad():
         for n, p in model.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.2)
-    pipeline.save_adapter(model, tmp_path / "sft")
-    pipeline.attach_reference(model, tmp_path / "sft")
+    save_adapter(model, tmp_path / "sft")
+    attach_reference(model, tmp_path / "sft")
     cache = RefLogpCache(tmp_path / "ref", "key")
     module = RecLitModule(model, SDPOLoss(), tok.pad_token_id, {}, "shared_prefix", ref_cache=cache)
     module.train()
@@ -129,16 +133,16 @@ def test_two_processes_writing_at_once_do_not_corrupt_it(tmp_path):
 
 def test_fit_stage_reads_the_reference_cache_in_a_later_run(tmp_path, cache_dir):
     cfg = compose_cfg([*TINY, "loss=sdpo", "pref.train_limit=4", "pref.batch_size=2"], tmp_path / "out", cache_dir)
-    prepared = pipeline.load_data(cfg)
-    model, tok = pipeline.load_model(cfg)
+    prepared = build.data(cfg)
+    model, tok = build.model(cfg)
     sft = tmp_path / "sft"
-    pipeline.save_adapter(model, sft)
-    pipeline.attach_reference(model, sft)
+    save_adapter(model, sft)
+    attach_reference(model, sft)
     stores, hits = [], []
     for run in range(2):  # two runs (or sweep jobs) over the same examples
         cache = reference_cache_for(cfg, sft, prepared)
-        module = pipeline.fit_stage(cfg, "pref", model, tok, prepared, cfg.loss, tmp_path / f"run{run}",
-                                    loss=SDPOLoss(), ref_cache=cache)
+        module = fit_stage(Job(cfg, prepared, model, tok, tmp_path / f"run{run}"), "pref", SDPOLoss(),
+                           ref_cache=cache)
         assert module.ref_cache is cache
         stores.append(cache.stored)
         hits.append(cache.hits)

@@ -8,7 +8,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from napo_lab import CONF_DIR
-from napo_lab.pipeline import accumulation, build_strategy
+from napo_lab.recipe.build import accumulation
+from napo_lab.recipe.build import strategy as build_strategy
 
 
 def _compose(overrides: list[str]):

@@ -1,7 +1,7 @@
 """A real multirun of the CLI: `-m loss=sft,dpo seed=0,1,-1` with the tiny model and W&B offline.
 
-seed=-1 is an invalid value the config accepts (numpy's seeded generators reject it), so those two jobs
-fail inside the run. Checked: one directory per job named by its overrides, the failed jobs recorded as
+seed=-1 is an invalid value (seeds are >= 0): validation refuses it before anything loads, so those two
+jobs fail inside the run. Checked: one directory per job named by its overrides, the failed jobs recorded as
 failed while the others finish, the sweep's exit status, one offline W&B run per job in the sweep's
 group, and `napo_lab.report` on the sweep dir.
 """
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sweep_helpers import TINY_CLI, describe, fixed_keys_excluded, job_dirs, read_json, run_cli
 
-from napo_lab.lit.wandb import read_offline_run
+from napo_lab.lit.loggers import read_offline_run
 from napo_lab.report import main as report_main
 
 

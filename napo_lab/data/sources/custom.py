@@ -50,3 +50,8 @@ def build(cfg: dict[str, Any], files: dict[str, Path], report: PrepReport) -> Bu
     }
     report.notes.append(f"custom CSV {path.name}: user ids = sorted user keys, item ids = sorted item keys.")
     return Built(items=pd.DataFrame({"item_id": range(len(keys)), "title": titles}), splits=splits)
+
+
+def eval_splits(cfg: dict[str, Any]) -> list[str]:
+    """The evaluation splits this builder prepares (dataset.val_split / test_split name one)."""
+    return ["val", "test"]

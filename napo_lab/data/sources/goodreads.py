@@ -86,3 +86,8 @@ def build(cfg: dict[str, Any], files: dict[str, Path], report: PrepReport) -> Bu
         "each record is its own user; candidates from the seeded sampler."
     )
     return Built(items=pd.DataFrame({"item_id": range(n), "title": titles}), splits=splits)
+
+
+def eval_splits(cfg: dict[str, Any]) -> list[str]:
+    """The evaluation splits this builder prepares (dataset.val_split / test_split name one)."""
+    return ["val", "test"]

@@ -92,3 +92,8 @@ def build(cfg: dict[str, Any], files: dict[str, Path], report: PrepReport) -> Bu
         "val_llara/test_llara are LLaRA's last-window rows (122 each), matched to the same users."
     )
     return Built(items=pd.DataFrame({"item_id": range(len(titles)), "title": titles}), splits=splits)
+
+
+def eval_splits(cfg: dict[str, Any]) -> list[str]:
+    """The evaluation splits this builder prepares: S-DPO's val/test, and LLaRA's when their files are given."""
+    return ["val", "test"] + [s for s in ("val_llara", "test_llara") if s in (cfg.get("files") or {})]

@@ -134,3 +134,8 @@ def build(cfg: dict[str, Any], files: dict[str, Path], report: PrepReport) -> Bu
     report.notes.append("Titles: year removed, trailing article moved to the front; colliding titles keep their year.")
     items = pd.DataFrame({"item_id": range(N_ITEMS), "title": titles})
     return Built(items=items, splits={"train": train, **held})
+
+
+def eval_splits(cfg: dict[str, Any]) -> list[str]:
+    """The evaluation splits this builder prepares (dataset.val_split / test_split name one)."""
+    return ["val", "test"]

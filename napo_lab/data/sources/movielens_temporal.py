@@ -2,7 +2,7 @@
 ``data/DataProcessing.py`` and ``util_eval.py``), from the raw ratings with timestamps.
 
 Protocol, as the public code has it:
-* every rating with ``rating >= min_rating`` is an implicit interaction (``min_rating: 0`` keeps all, as
+* every rating with ``rating >= min_rating`` is an implicit interaction (``min_rating: 1`` keeps all ratings, 1-5, as
   the public code does; napo_lab's LLaRA-protocol ``movielens`` keeps >= 3);
 * all interactions are sorted by time (ties: ``u.data`` row order, a stable sort; the public code's
   default sort leaves ties unspecified); the last ``ceil(ratio * N)`` are test, the ``ceil(ratio * N)``
@@ -53,7 +53,7 @@ def build(cfg: dict[str, Any], files: dict[str, Path], report: PrepReport) -> Bu
     f = cfg["files"]
     titles = read_items(files[f["items"]], report)
     ratings = read_ratings(files[f["ratings"]])
-    kept = ratings[ratings["rating"] >= int(cfg.get("min_rating", 0))]
+    kept = ratings[ratings["rating"] >= int(cfg.get("min_rating") or 0)]
     report.warn("movielens_temporal/ratings_below_min_rating_dropped", len(ratings) - len(kept))
     df = temporal_split(kept, float(cfg.get("split_ratio", 0.05)))
     df["item"] = df["item"] - 1

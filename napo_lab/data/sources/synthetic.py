@@ -63,3 +63,8 @@ def build(cfg: dict[str, Any], files: dict[str, Any], report: PrepReport) -> Bui
     report.notes.append(f"synthetic: {n_clusters} item chains of {size}; next item follows the chain "
                         f"with p={p_follow}. Generated, no source files.")
     return Built(items=pd.DataFrame({"item_id": range(n_items), "title": synthetic_titles(n_items)}), splits=splits)
+
+
+def eval_splits(cfg: dict[str, Any]) -> list[str]:
+    """The evaluation splits this builder prepares (dataset.val_split / test_split name one)."""
+    return ["val", "test"]

@@ -12,9 +12,8 @@ from napo_lab.models.seqrec.caser import Caser
 from napo_lab.models.seqrec.config import SeqRecConfig
 from napo_lab.models.seqrec.factory import ARCHS, build_seqrec
 from napo_lab.models.seqrec.gru4rec import GRU4Rec
-from napo_lab.models.seqrec.runner import run_seqrec
 from napo_lab.models.seqrec.sasrec import SASRec
-from napo_lab.models.seqrec.train import evaluate_split, score_candidates, train_seqrec
+from napo_lab.models.seqrec.train import candidate_logits, evaluate_split, split_arrays, train_seqrec
 
 __all__ = [
     "ARCHS",
@@ -28,7 +27,7 @@ __all__ = [
     "evaluate_split",
     "load_or_train_seqrec",
     "pad_histories",
-    "run_seqrec",
-    "score_candidates",
+    "candidate_logits",
+    "split_arrays",
     "train_seqrec",
 ]

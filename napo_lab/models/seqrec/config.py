@@ -11,7 +11,9 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from napo_lab.config.check import spec
 
 log = logging.getLogger(__name__)
 
@@ -22,39 +24,45 @@ ARCH_KEYS: dict[str, tuple[str, ...]] = {
     "caser": ("n_h", "n_v", "dropout"),
 }
 #: Keys accepted for compatibility with the Hydra model group but irrelevant to the weights.
-NON_TRAINING_KEYS = ("kind", "name", "device", "num_threads", "_target_", "cache_dir")
+NON_TRAINING_KEYS = ("_target_",)
 #: Early-stopping metrics: sampled over the val rows' candidates, or full-catalogue (``full/``).
 MONITORS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "full/hr@10", "full/ndcg@10")
+LOSSES = ("ce", "bpr", "sampled_softmax", "bce")
 
 
 @dataclass
 class SeqRecConfig:
-    arch: str = "sasrec"  # sasrec | gru4rec | caser
-    hidden_size: int = 64  # item embedding = user state size (LLaRA's SASRec uses 64)
-    max_len: int = 10  # history window; the protocol shows at most 10 items
-    num_layers: int = 2  # SASRec blocks / GRU layers
-    num_heads: int = 1  # SASRec attention heads
-    dropout: float = 0.2
-    n_h: int = 16  # Caser: horizontal filters per height
-    n_v: int = 4  # Caser: vertical filters
-    loss: str = "ce"  # ce (full softmax) | bpr | sampled_softmax | bce (with a neg_sampler)
-    num_negatives: int = 1  # uniform negatives per row for bpr / sampled_softmax (without a neg_sampler)
-    # A napo_lab.data.negatives.NegativeSpec as a mapping (the neg_sampler group; None = no sampler):
-    # its negatives feed `loss` (bce, bpr or sampled_softmax) instead of the built-in uniform ones.
-    negatives: dict | None = None
-    adam_beta2: float = 0.999  # the public negative-sampling code trains SASRec with Adam beta2 = 0.98
-    lr: float = 0.002
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    max_epochs: int = 20
-    patience: int = 3  # epochs without improvement of `monitor` on the val candidates
-    monitor: str = "ndcg@10"  # a key of ranking_metrics (val candidates) or full/hr@10, full/ndcg@10
-    val_split: str | None = None  # split for early stopping; None = manifest default_val_split
-    seed: int = 42
-    device: str = "cpu"  # cpu | cuda | auto (training only; the returned model is on CPU)
-    num_threads: int | None = (
-        1  # torch CPU threads while training (None = leave as is); 1 avoids oversubscription
-    )
+    """A sequential recommender and how it is trained (conf/model/<arch>.yaml; a NAPO run's ``seqrec``)."""
+
+    kind: Literal["seqrec"] = spec("seqrec", "llm or seqrec")
+    name: str = spec("sasrec", "the model's name (reports)")
+    arch: Literal["sasrec", "gru4rec", "caser"] = spec("sasrec", "architecture")
+    hidden_size: int = spec(64, "item embedding = user state size (LLaRA's SASRec uses 64)", ge=1)
+    max_len: int = spec(10, "history window; the protocol shows at most 10 items", ge=1)
+    num_layers: int = spec(2, "SASRec blocks / GRU layers", ge=1)
+    num_heads: int = spec(1, "SASRec attention heads", ge=1)
+    dropout: float = spec(0.2, "dropout", ge=0, lt=1)
+    n_h: int = spec(16, "Caser: horizontal filters per height", ge=1)
+    n_v: int = spec(4, "Caser: vertical filters", ge=1)
+    loss: Literal["ce", "bpr", "sampled_softmax", "bce"] = spec(
+        "ce", "ce (full softmax) | bpr | sampled_softmax | bce (the last three take a neg_sampler's negatives)")
+    num_negatives: int = spec(1, "uniform negatives per row for bpr / sampled_softmax without a neg_sampler", ge=1)
+    negatives: dict[str, Any] | None = spec(None, "a neg_sampler (napo_lab.data.negatives.NegativeSpec keys); "
+                                                  "set by the neg_sampler group, null = none")
+    adam_beta2: float = spec(0.999, "Adam beta2 (the negative-sampling study's public code uses 0.98)", gt=0, lt=1)
+    lr: float = spec(0.002, "AdamW learning rate", gt=0)
+    weight_decay: float = spec(0.0, "AdamW weight decay", ge=0)
+    batch_size: int = spec(256, "rows per step", ge=1)
+    max_epochs: int = spec(20, "epochs at most", ge=1)
+    patience: int = spec(3, "epochs without improvement of `monitor` on the val candidates", ge=1)
+    monitor: Literal["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr", "full/hr@10", "full/ndcg@10"] = spec(
+        "ndcg@10", "early-stopping metric: sampled (napo_lab.metrics.ranking) or full-catalogue (full/...)")
+    val_split: str | None = spec(None, "split for early stopping; null = the manifest's default_val_split")
+    seed: int = spec(42, "seed of the training run", ge=0)
+    device: Literal["cpu", "cuda", "auto"] = spec("cpu", "training device (the returned model is on CPU)")
+    num_threads: int | None = spec(1, "torch CPU threads while training (null = unchanged); 1 avoids "
+                                      "oversubscription in parallel sweeps", ge=1)
+    cache_dir: str | None = spec(None, "null = paths.cache_dir")
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> SeqRecConfig:
@@ -90,23 +98,25 @@ class SeqRecConfig:
             kwargs[k] = v
         if "val_split" in cfg:
             kwargs["val_split"] = cfg["val_split"]
-        out = cls(**kwargs)
-        if out.arch not in ARCH_KEYS:
-            raise ValueError(f"unknown seqrec arch {out.arch!r}; choose one of {sorted(ARCH_KEYS)}")
-        if out.loss not in ("ce", "bpr", "sampled_softmax", "bce"):
-            raise ValueError(f"unknown seqrec loss {out.loss!r}; choose ce, bpr, sampled_softmax or bce")
-        if out.negatives is not None:
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        """Checks that span fields (the config group builds this class directly, by ``_target_``)."""
+        if self.arch not in ARCH_KEYS:
+            raise ValueError(f"unknown seqrec arch {self.arch!r}; choose one of {sorted(ARCH_KEYS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown seqrec loss {self.loss!r}; choose one of {list(LOSSES)}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"seqrec monitor {self.monitor!r}: choose one of {list(MONITORS)}")
+        if self.negatives is not None:
             from napo_lab.data.negatives import NegativeSpec
 
-            out.negatives = dataclasses.asdict(NegativeSpec.from_cfg(out.negatives))  # validates
-            if out.loss == "ce":
+            self.negatives = dataclasses.asdict(NegativeSpec.from_cfg(self.negatives))  # validates
+            if self.loss == "ce":
                 raise ValueError("a neg_sampler feeds a sampled loss: set the loss to bce, bpr or sampled_softmax "
                                  "(ce is the full softmax and uses no negatives)")
-        elif out.loss == "bce":
+        elif self.loss == "bce":
             raise ValueError("loss=bce needs a neg_sampler (for example neg_sampler=rns)")
-        if out.monitor not in MONITORS:
-            raise ValueError(f"seqrec monitor {out.monitor!r}: choose one of {list(MONITORS)}")
-        return out
 
     def model_kwargs(self) -> dict[str, Any]:
         """Constructor arguments of the architecture (besides n_items)."""

@@ -95,7 +95,7 @@ class SeqRecLightning(L.LightningModule):
             self._val_full_ranks.append(((scores > t).sum(1) + (scores == t).sum(1)).cpu())
 
     def on_validation_epoch_end(self) -> None:
-        from napo_lab.eval.metrics import ranking_metrics
+        from napo_lab.metrics.ranking import ranking_metrics
 
         scores = torch.cat(self._val_scores).double().numpy()
         targets = torch.cat(self._val_targets).numpy()

@@ -43,7 +43,7 @@ def split_arrays(df: pd.DataFrame, max_len: int) -> dict[str, np.ndarray]:
 
 
 @torch.no_grad()
-def score_candidates(
+def candidate_logits(
     model: SeqRecModel, history: np.ndarray, candidates: np.ndarray, batch_size: int = 2048
 ) -> np.ndarray:
     """Logits of each row's candidates: float64 [N, C] (equal to gathering ``model.scores``)."""
@@ -61,10 +61,10 @@ def score_candidates(
 
 def evaluate_split(model: SeqRecModel, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Score an evaluation split; returns (arrays incl. ``scores``, ranking metrics)."""
-    from napo_lab.eval.metrics import ranking_metrics
+    from napo_lab.metrics.ranking import ranking_metrics
 
     arrays = split_arrays(df, model.max_len)
-    arrays["scores"] = score_candidates(model, arrays["history"], arrays["candidates"])
+    arrays["scores"] = candidate_logits(model, arrays["history"], arrays["candidates"])
     metrics = ranking_metrics(arrays["scores"], arrays["target_index"], ks=(1, 5, 10))
     return arrays, {k: float(v) for k, v in metrics.items()}
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from napo_lab.eval.matching import generation_metrics, match_llara, match_sdpo, matched_index
+from napo_lab.metrics.matching import generation_metrics, match_llara, match_sdpo, matched_index
 
 CANDS = ["Blur", "Blur Ill", "The Beatles", "Oasis"]
 

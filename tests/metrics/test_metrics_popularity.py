@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napo_lab.eval.popularity import gini_index, hr_by_band, popularity_metrics, tail_items
+from napo_lab.metrics.popularity import gini_index, hr_by_band, popularity_metrics, tail_items
 
 COUNTS = np.array([10, 0, 5, 1, 7, 2])  # tail (ratio 0.5, 3 items): ids 1, 3, 5
 REC = np.array([[0, 1], [0, 2], [4, -1], [-1, -1]])

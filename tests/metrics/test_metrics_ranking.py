@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from napo_lab.eval.metrics import prefix_keys, ranking_metrics, ranks, topk_items
+from napo_lab.metrics.ranking import prefix_keys, ranking_metrics, ranks, topk_items
 
 SCORES = np.array(
     [

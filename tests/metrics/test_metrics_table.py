@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from napo_lab.eval.predictions import metrics_from_predictions
+from napo_lab.metrics.table import metrics_from_predictions
 
 TITLES = ["Blur", "Oasis", "Pulp", "Suede", "Elastica"]
 COUNTS = np.array([50, 20, 10, 5, 1])

@@ -1,8 +1,9 @@
-"""Evaluation by scoring: every candidate's title log-likelihood given the prompt.
+"""Every candidate's title log-likelihood given the prompt: evaluation by ranking, and the SFT
+model's own ranking that self-hard negatives are drawn from.
 
-The prompt runs once per user and the 20 titles continue from its cached keys and values
-(shared-prefix), so ranking costs about one prompt forward per user, while generation costs a
-prompt forward plus up to max_new_tokens decoding steps.
+The prompt runs once per user and its 20 titles share it (the shared-prefix layouts), so ranking
+costs about one prompt forward per user, while generation costs a prompt forward plus up to
+max_new_tokens decoding steps.
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ import time
 import numpy as np
 import torch
 
-from napo_lab.eval.progress import progress
 from napo_lab.models.logprobs import completion_logps
+from napo_lab.progress import progress
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def score_candidates(model, title_ids, loader, pad_id: int, layout: str = "shared_prefix",
+def title_logliks(model, title_ids, loader, pad_id: int, layout: str = "shared_prefix",
                      desc: str = "rank") -> tuple[np.ndarray, np.ndarray]:
     """Return (summed, length-normalised) log-likelihood matrices [N, C] in loader order."""
     was_training = model.training

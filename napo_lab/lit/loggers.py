@@ -1,11 +1,10 @@
-"""Weights & Biases through Lightning's WandbLogger: online with a key, offline without a network."""
+"""Loggers built from the ``logger`` group, and the W&B pieces: Lightning's WandbLogger online with a
+key, offline without a network; secrets redacted from every config dump; offline runs readable."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 SECRET_WORDS = ("api_key", "apikey", "token", "secret", "password")
 
@@ -28,7 +27,7 @@ def wandb_mode(requested: str | None) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def sweep_group(cfg: DictConfig) -> str | None:
+def sweep_group() -> str | None:
     """The multirun sweep's name, so every job of one sweep lands in one W&B group."""
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -42,16 +41,36 @@ def sweep_group(cfg: DictConfig) -> str | None:
     return None
 
 
-def make_wandb_logger(cfg: DictConfig, out_dir: Path):
+def wandb_logger(save_dir: str, project: str = "napo_lab", entity: str | None = None, group: str | None = None,
+                 name: str | None = None, mode: str | None = None, tags: list[str] | None = None,
+                 log_model: bool = False, api_key: str | None = None, run_config: dict | None = None):
+    """Lightning's WandbLogger (the ``_target_`` of conf/logger/wandb.yaml).
+
+    ``mode`` null: online when a key is set, else offline. ``api_key`` is better left to the
+    WANDB_API_KEY environment variable; given here it is used the same way and redacted from every
+    file. A multirun's jobs share the group ``sweep-<sweep dir>``. ``run_config``: the run's
+    resolved, redacted config (napo_lab passes it)."""
     from lightning.pytorch.loggers import WandbLogger
 
-    lc = cfg.logger
+    if api_key:
+        os.environ["WANDB_API_KEY"] = str(api_key)
     os.environ.setdefault("WANDB_SILENT", "true")
-    config = redact(OmegaConf.to_container(cfg, resolve=True))
-    return WandbLogger(project=lc.get("project", "napo_lab"), entity=lc.get("entity"),
-                       group=sweep_group(cfg) or lc.get("group"), name=lc.get("run_name"),
-                       save_dir=str(out_dir), mode=wandb_mode(lc.get("mode")), tags=list(lc.get("tags") or []),
-                       log_model=bool(lc.get("log_model", False)), config=config, reinit="finish_previous")
+    return WandbLogger(project=project, entity=entity, group=sweep_group() or group, name=name, save_dir=str(save_dir),
+                       mode=wandb_mode(mode), tags=list(tags or []), log_model=bool(log_model),
+                       config=redact(run_config or {}), reinit="finish_previous")
+
+
+def finish_wandb() -> None:
+    """Close the W&B run of this job, so the next job of a multirun starts a fresh one."""
+    import sys
+
+    if "wandb" not in sys.modules:
+        return
+    import wandb
+
+    if wandb.run is not None:
+        wandb.finish()
+    wandb.teardown()
 
 
 def read_offline_run(run_dir: Path) -> dict:
@@ -99,3 +118,19 @@ def read_offline_run(run_dir: Path) -> dict:
     for row in history:
         summary.update({k: v for k, v in row.items() if not k.startswith("_")})
     return {"history": history, "summary": summary}
+
+
+def publish(loggers, metrics: dict[str, float]) -> None:
+    """Log a run's final metrics to every logger. W&B also records each metric's direction from the
+    registry (run config ``metric_directions``: higher / lower; times and counts have none), so a
+    W&B table or report never ranks a time or a count as best."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    from napo_lab.metrics.registry import direction
+
+    for logger in loggers or []:
+        if isinstance(logger, WandbLogger):
+            directions = {k: direction(k) for k in sorted(metrics) if direction(k)}
+            logger.experiment.config.update({"metric_directions": directions}, allow_val_change=True)
+        logger.log_metrics(metrics)
+        logger.save()

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from napo_lab.data.datamodule import _history_tensor, collate_eval
 from napo_lab.data.samplers import NegativeProvider as Provider
-from napo_lab.eval.ranking import score_candidates
+from napo_lab.models.scoring import title_logliks
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def self_hard_factory(model, pad_id: int, layout: str, batch_size: int = 8) -> C
         data = _TrainAsEval(dm.train_dataset)
         loader = DataLoader(data, batch_size=batch_size, shuffle=False,
                             collate_fn=functools.partial(collate_eval, max_history=dm.max_history))
-        scores, _ = score_candidates(model, dm.builder.title_ids, loader, pad_id, layout, "self-hard negatives")
+        scores, _ = title_logliks(model, dm.builder.title_ids, loader, pad_id, layout, "self-hard negatives")
         cands = np.asarray([data.ds.candidates(i) for i in range(len(data))], dtype=np.int64)
         order = np.argsort(-scores, axis=1, kind="stable")
         ranked = np.take_along_axis(cands, order, axis=1)

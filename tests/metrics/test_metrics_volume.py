@@ -1,4 +1,4 @@
-"""Interaction-volume cohorts, balance and full-catalogue HR@10 / NDCG@10 (napo_lab.eval.volume)."""
+"""Interaction-volume cohorts, balance and full-catalogue HR@10 / NDCG@10 (napo_lab.metrics.volume)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napo_lab.data.popularity import popularity_bands
-from napo_lab.eval.volume import (
+from napo_lab.metrics.volume import (
     balance,
     cohort_sizes,
     full_catalogue_metrics,

@@ -1,0 +1,220 @@
+"""Builders: every part of a run from its config group. Groups that name a ``_target_`` are built by
+``hydra.utils.instantiate`` (trainer, strategy, loggers, callbacks, model loader, LoRA, dataset
+builder, loss); the recipe and the benchmarks use these same functions."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig
+
+from napo_lab.cache import canonical
+from napo_lab.data.datamodule import RecDataModule
+from napo_lab.data.prepare import ensure_prepared
+from napo_lab.data.prepared import PreparedDataset
+from napo_lab.data.samplers import PROVIDED, strategy_parts
+from napo_lab.errors import UserError
+from napo_lab.eval import Evaluator
+from napo_lab.lit.checkpoint import AtomicCheckpointIO
+from napo_lab.lit.loggers import redact
+from napo_lab.losses.base import PreferenceLoss
+from napo_lab.models.llm import apply_lora
+from napo_lab.models.logprobs import choose_layout
+from napo_lab.models.ref_cache import RefLogpCache, cache_key
+from napo_lab.recipe.keys import reference_key_parts
+from napo_lab.recipe.validate import world_size
+
+log = logging.getLogger(__name__)
+
+
+def make(node: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate``, letting the target's own one-paragraph errors through unwrapped."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+
+
+def data(cfg: DictConfig) -> PreparedDataset:
+    """The prepared dataset (prepared once per content, then read from the cache)."""
+    return PreparedDataset.load(ensure_prepared(cfg.dataset, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir))
+
+
+def model(cfg: DictConfig):
+    """(model, tokenizer): ``model.loader`` loads the base, then a freshly initialised, seeded LoRA
+    adapter named 'default' from ``model.lora`` (a peft.LoraConfig)."""
+    base, tokenizer = make(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
+    if cfg.model.gradient_checkpointing:
+        base.gradient_checkpointing_enable()
+        base.enable_input_require_grads()
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    return apply_lora(base, make(cfg.model.lora, _convert_="all")), tokenizer
+
+
+def loss(cfg: DictConfig) -> PreferenceLoss:
+    return make(cfg.loss.objective)
+
+
+def layout(cfg: DictConfig, llm) -> str:
+    """The log-prob layout for training and evaluation alike (decided once per run)."""
+    return choose_layout(cfg.forward, llm, cfg.strategy.name)
+
+
+def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str | None = None,
+               negatives_scorer=None) -> RecDataModule:
+    """Batches for a training stage (``sft``: the positive only; ``pref``: 1+K completions), or for
+    evaluation only (``stage=None``). With a ``neg_sampler`` the preference stage's K negatives are
+    drawn per batch (napo_lab.data.batch_negatives; ``negatives_scorer`` ranks adaptive pools when
+    ``neg_sampler.scorer=seqrec``)."""
+    dataset = canonical(cfg.dataset)
+    k, negatives, batch = 0, None, 1
+    if stage is not None:
+        dataset["train_limit"] = cfg[stage].train_limit
+        batch = cfg[stage].batch_size
+        if stage == "pref":
+            k, negatives = int(cfg.loss.num_negatives), canonical(cfg.loss.negatives)
+    sampler = cfg.get("neg_sampler") if stage == "pref" else None
+    dm = RecDataModule(prepared, tokenizer, dataset, 0 if sampler else k, negatives, batch,
+                       cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed), bool(cfg.model.chat_template))
+    if sampler:
+        from napo_lab.data.batch_negatives import for_preference_stage
+
+        dm.batch_negatives = for_preference_stage(sampler, prepared, dm.builder.title_ids, int(cfg.seed),
+                                                  dm.max_history, negatives_scorer)
+    return dm
+
+
+def sampler_asks_seqrec(cfg: DictConfig) -> bool:
+    """An LLM run whose neg_sampler ranks adaptive pools with the sequential model."""
+    sampler = cfg.get("neg_sampler")
+    return bool(sampler) and sampler.sampler in ("ans", "amns") and sampler.scorer == "seqrec"
+
+
+def negative_strategies(cfg: DictConfig) -> list[str]:
+    return strategy_parts(cfg.loss.negatives.strategy, canonical(cfg.loss.negatives.weights))
+
+
+def needs_sequential_model(cfg: DictConfig, objective: PreferenceLoss) -> bool:
+    """The loss reads the sequential model, or a negative strategy ranks with it."""
+    return (bool(objective.needs_sequential_model) or "seqrec_hard" in negative_strategies(cfg)
+            or sampler_asks_seqrec(cfg))
+
+
+def sequential_model(cfg: DictConfig, prepared: PreparedDataset, node: DictConfig | None = None):
+    """The sequential recommender of ``node`` (default ``cfg.seqrec``), trained once and cached."""
+    from napo_lab.models.seqrec import load_or_train_seqrec
+
+    node = cfg.seqrec if node is None else node
+    cache_dir = node.get("cache_dir") or cfg.paths.cache_dir
+    return load_or_train_seqrec(prepared, make(node), Path(cache_dir))
+
+
+def with_sampler(cfg: DictConfig) -> DictConfig:
+    """The sequential model's node with the ``neg_sampler`` group applied (its loss and negatives)."""
+    from omegaconf import OmegaConf
+
+    from napo_lab.models.seqrec.config import with_neg_sampler
+
+    return OmegaConf.create(with_neg_sampler(cfg.model, cfg.get("neg_sampler")))
+
+
+def negative_providers(cfg: DictConfig, llm, tokenizer, seqrec) -> dict[str, Any]:
+    """Hard-negative rankers the chosen strategies need (self_hard: the SFT model as it is now)."""
+    from napo_lab.models import hard_negatives
+
+    wanted = [s for s in negative_strategies(cfg) if s in PROVIDED]
+    providers = {}
+    if "seqrec_hard" in wanted:
+        providers["seqrec_hard"] = hard_negatives.seqrec_hard_factory(seqrec)
+    if "self_hard" in wanted:
+        providers["self_hard"] = hard_negatives.self_hard_factory(llm, tokenizer.pad_token_id, layout(cfg, llm))
+    return providers
+
+
+def reference_cache(cfg: DictConfig, sft_path: Path, prepared) -> RefLogpCache | None:
+    """The reference log-prob cache (None when ``ref_cache.enabled`` is false)."""
+    if not cfg.ref_cache.enabled:
+        return None
+    root = Path(cfg.ref_cache.dir or Path(cfg.paths.cache_dir) / "ref_logps")
+    parts = reference_key_parts(cfg, sft_path, prepared)
+    cache = RefLogpCache(root, cache_key(parts), describe=parts)
+    log.info("reference log-prob cache: %s", cache.dir)
+    return cache
+
+
+def strategy(cfg: DictConfig):
+    """A Lightning strategy object (``_target_``) or a registered strategy name."""
+    node = canonical(cfg.strategy)
+    name = node.pop("name")
+    return make(node) if "_target_" in node else name
+
+
+def _entries(group: DictConfig | None, **extra: Callable[[], Any]) -> list[Any]:
+    """Instantiate every named entry of a group; a target that accepts one of ``extra``'s keyword
+    arguments gets its value (computed then, passed as a Python object: never read as a config)."""
+    out = []
+    for node in (group or {}).values():
+        params = inspect.signature(get_object(node["_target_"])).parameters
+        out.append(make(node, _partial_=True)(**{k: value() for k, value in extra.items() if k in params}))
+    return out
+
+
+def loggers(cfg: DictConfig) -> list[Any]:
+    return _entries(cfg.logger, run_config=lambda: redact(canonical(cfg)))
+
+
+def callbacks(cfg: DictConfig) -> list[L.Callback]:
+    return _entries(cfg.callbacks)
+
+
+def accumulation(stage: dict[str, Any], world: int) -> int:
+    """Accumulation steps that keep the global batch constant across device counts."""
+    micro, glob = int(stage["batch_size"]), stage.get("global_batch_size")
+    if glob is None:
+        return 1
+    if int(glob) % (micro * world):
+        raise ValueError(f"global_batch_size={glob} is not a multiple of batch_size x devices = "
+                         f"{micro} x {world}; change one of them.")
+    return int(glob) // (micro * world)
+
+
+def trainer(cfg: DictConfig, stage: dict[str, Any], callbacks: list[Any], logger: Any, checkpointing: bool,
+            out_dir: Path) -> L.Trainer:
+    """``cfg.trainer`` (every Lightning Trainer argument passes through) with this stage's epochs,
+    steps and accumulation, and the parts napo_lab owns: logger, callbacks, strategy, checkpoint IO."""
+    args = {"num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_model_summary": False}
+    args.update(canonical(cfg.trainer))
+    trainer_class = get_object(args.pop("_target_"))
+    args.update(max_epochs=int(stage["epochs"]), max_steps=int(stage["max_steps"]),
+                accumulate_grad_batches=accumulation(stage, world_size(args)), strategy=strategy(cfg),
+                logger=logger, callbacks=callbacks, enable_checkpointing=checkpointing,
+                plugins=[AtomicCheckpointIO()], default_root_dir=str(out_dir),
+                use_distributed_sampler=False)  # EpochIndexSampler shards itself (same global batches as 1 process)
+    return trainer_class(**args)
+
+
+def evaluator(cfg: DictConfig, prepared: PreparedDataset) -> Evaluator:
+    return Evaluator(prepared, canonical(cfg.dataset), canonical(cfg.eval), int(cfg.seed))
+
+
+def global_rank() -> int:
+    """This process's rank (0 outside DDP). Valid before any Trainer exists: Lightning reads it from
+    RANK / LOCAL_RANK / SLURM_PROCID, which its launcher (or Slurm, torchrun) sets for every rank > 0."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def barrier() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()

@@ -1,0 +1,69 @@
+"""What identifies a trained artefact: the keys of the SFT-adapter cache, the reference log-prob
+cache and a stage's checkpoints. Everything that changes the numbers is in a key; what does not
+(progress bars, logging cadence, device count under a fixed global batch) is left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from napo_lab.cache import canonical, digest
+from napo_lab.data.prepared import sha256_file
+from napo_lab.models.adapters import WEIGHTS
+
+SFT_CACHE_VERSION = 2
+# Trainer arguments that do not change the trained weights (devices/nodes: the global batch is fixed).
+_COSMETIC = {"_target_", "accelerator", "devices", "num_nodes", "enable_progress_bar", "log_every_n_steps",
+             "enable_model_summary", "max_epochs", "max_steps", "barebones", "profiler", "detect_anomaly"}
+
+
+def model_identity(cfg: DictConfig) -> dict[str, Any]:
+    m = canonical(cfg.model)
+    return {"loader": m["loader"], "lora": m["lora"], "chat_template": m["chat_template"]}
+
+
+def stage_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
+    """The stage's settings with the trainer defaults applied (epochs / max_steps null -> trainer.*)."""
+    s = canonical(cfg[stage])
+    trainer = canonical(cfg.trainer)
+    if s.get("epochs") is None:
+        s["epochs"] = trainer.get("max_epochs")
+    if s.get("max_steps") is None:
+        s["max_steps"] = trainer.get("max_steps", -1)
+    return s
+
+
+def trainer_identity(cfg: DictConfig) -> dict[str, Any]:
+    return {k: v for k, v in sorted(canonical(cfg.trainer).items()) if k not in _COSMETIC}
+
+
+def sft_key(cfg: DictConfig, prepared) -> str:
+    return digest({"v": SFT_CACHE_VERSION, "model": model_identity(cfg), "data": prepared.root.name,
+                   "sft": stage_settings(cfg, "sft"), "trainer": trainer_identity(cfg), "seed": int(cfg.seed),
+                   "forward": cfg.forward, "domain": cfg.dataset.domain, "n_candidates": cfg.dataset.n_candidates})
+
+
+def checkpoint_identity(cfg: DictConfig, stage: str, prepared, loss_cfg: Any) -> str:
+    """A checkpoint belongs to this model, data, stage settings, loss and seed (others are refused)."""
+    return digest({"model": model_identity(cfg), "data": prepared.name, "stage": stage_settings(cfg, stage),
+                   "loss": canonical(loss_cfg), "seed": int(cfg.seed)})
+
+
+def reference_key_parts(cfg: DictConfig, sft_adapter_path: Path, prepared) -> dict[str, Any]:
+    """What the reference's log-probs depend on (the reference cache's directory key hashes this)."""
+    weights = Path(sft_adapter_path) / WEIGHTS
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing: the reference cache needs the saved SFT adapter")
+    ds = cfg.dataset
+    return {
+        "model": model_identity(cfg),
+        "adapter_sha256": sha256_file(weights),
+        "data": Path(getattr(prepared, "root", prepared)).name,
+        "prompt": {"domain": ds.domain, "chat_template": bool(cfg.model.chat_template),
+                   "max_title_chars": ds.max_title_chars, "random_template": ds.random_template,
+                   "n_candidates": ds.n_candidates},
+        "forward": str(cfg.forward),
+        "precision": str(cfg.trainer.get("precision", "32-true")),
+    }
