@@ -249,7 +249,7 @@ _LEGEND = [
 
 
 def _markdown(root: Path, runs: list[Run], df: pd.DataFrame, cols: list[str], split: str,
-              plots: list[Path], notes: list[str]) -> str:
+              plots: list[Path], notes: list[str], paired: list[str] | None = None) -> str:
     ok = [r for r in runs if r.ok]
     failed = [r for r in runs if not r.ok]
     lines = [f"# napo_lab report: {root.name}", "",
@@ -259,6 +259,7 @@ def _markdown(root: Path, runs: list[Run], df: pd.DataFrame, cols: list[str], sp
         lines += ["## Results", ""] + _markdown_table(df, cols, split) + [""] + _LEGEND + [""]
     else:
         lines += ["## Results", "", f"No `{split}/` metrics in any successful run.", ""]
+    lines += paired or []
     if failed:
         lines += ["## Failed or skipped runs", "", "| run | dataset | method | seed | error |",
                   "|---|---|---|---|---|"]
@@ -280,7 +281,8 @@ def _markdown(root: Path, runs: list[Run], df: pd.DataFrame, cols: list[str], sp
 # ----------------------------------------------------------------------------- W&B
 
 
-def log_to_wandb(table: pd.DataFrame, plots: Sequence[Path], source: Path, project: str | None = None) -> None:
+def log_to_wandb(table: pd.DataFrame, plots: Sequence[Path], source: Path, project: str | None = None,
+                 paired: pd.DataFrame | None = None) -> None:
     """Log the report table and PNGs to a new W&B run (job_type "report").
 
     Mode: $WANDB_MODE when set, else "online" when $WANDB_API_KEY is set, else "offline", so a
@@ -294,6 +296,8 @@ def log_to_wandb(table: pd.DataFrame, plots: Sequence[Path], source: Path, proje
                      name=f"report-{source.name}", mode=mode, config={"source": str(source)})
     try:
         payload: dict[str, Any] = {"report/table": wandb.Table(dataframe=clean)}
+        if paired is not None and not paired.empty:
+            payload["report/paired"] = wandb.Table(dataframe=paired.astype(object))
         payload.update({f"report/{p.stem}": wandb.Image(str(p)) for p in plots})
         run.log(payload)
     finally:
@@ -304,8 +308,12 @@ def log_to_wandb(table: pd.DataFrame, plots: Sequence[Path], source: Path, proje
 
 
 def write_report(path: str | Path, out: str | Path | None = None, split: str = "test",
-                 use_wandb: bool = False, wandb_project: str | None = None) -> Path:
+                 use_wandb: bool = False, wandb_project: str | None = None, baseline: str | None = None,
+                 n_boot: int = 10_000) -> Path:
     """Write report.md, report.csv and the plots for a run or sweep dir; returns report.md's path.
+
+    With ``baseline`` (a method label, e.g. ``sft`` or ``zero_shot``) also report_paired.csv and a
+    report.md section: every other method minus the baseline, per user, with paired bootstrap CIs.
 
     Raises NoRunsError when ``path`` holds no run directory.
     """
@@ -344,10 +352,17 @@ def write_report(path: str | Path, out: str | Path | None = None, split: str = "
         else:
             plots.append(made)
 
+    paired_df, paired_md = None, None
+    if baseline:
+        from napo_lab.comparisons import markdown, paired_frame
+
+        paired_df = paired_frame(ok, _variant_labels(ok), split, baseline, n_boot=n_boot)
+        paired_df.to_csv(out_dir / "report_paired.csv", index=False)
+        paired_md = markdown(paired_df, split, baseline)
     report = out_dir / "report.md"
-    report.write_text(_markdown(root, runs, df, cols, split, plots, notes))
+    report.write_text(_markdown(root, runs, df, cols, split, plots, notes, paired_md))
     if use_wandb:
-        log_to_wandb(df, plots, root, wandb_project)
+        log_to_wandb(df, plots, root, wandb_project, paired_df)
     return report
 
 
@@ -356,12 +371,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("path", help="a run directory or a sweep directory containing run directories")
     parser.add_argument("--out", default=None, help="output directory (default: PATH)")
     parser.add_argument("--split", default="test", help="metric split to tabulate (default: test)")
+    parser.add_argument("--baseline", default=None,
+                        help="compare every method with this one (e.g. sft, zero_shot): paired bootstrap CIs over users")
     parser.add_argument("--wandb", action="store_true", help="also log the table and plots to W&B")
     parser.add_argument("--wandb-project", default=None, help="W&B project (default: $WANDB_PROJECT or napo_lab)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        report = write_report(args.path, args.out, args.split, args.wandb, args.wandb_project)
+        report = write_report(args.path, args.out, args.split, args.wandb, args.wandb_project, args.baseline)
     except NoRunsError as exc:
         print(f"napo_lab.report: {exc}", file=sys.stderr)
         return 2

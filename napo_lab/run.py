@@ -95,26 +95,49 @@ def train_job(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
 
 def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, seconds: float) -> None:
+    """The headline metrics, each beside what it means: its chance level, the untrained model
+    (zero-shot) and the sequential model on the same rows, and the paired difference to zero-shot with
+    its 95% interval over users (when eval.references computed them)."""
     from rich.console import Console
     from rich.table import Table
 
     from napo_lab.metrics.registry import HEADLINE, label
 
+    refs = any(k.startswith("ref/") for k in metrics)
     table = Table(title=f"{method_name(cfg)} on {cfg.dataset.name} (seed {cfg.seed})")
     table.add_column("metric")
     table.add_column("value", justify="right")
+    if refs:
+        for name in ("chance", "zero-shot", cfg.seqrec.name if cfg.get("seqrec") else "seqrec"):
+            table.add_column(name, justify="right")
+        table.add_column("vs zero-shot [95% CI]", justify="right")
     table.add_column("meaning")
     for role in ROLES:
         for name in HEADLINE:
             key = f"{role}/{name}"
-            if key in metrics:
-                table.add_row(key, f"{metrics[key]:.4f}", label(key))
+            if key not in metrics:
+                continue
+            row = [key, f"{metrics[key]:.4f}"]
+            if refs:
+                row += [_fmt(metrics.get(f"ref/{r}/{key}")) for r in ("chance", "zero_shot", "seqrec")]
+                diff = [metrics.get(f"vs_zero_shot/{key}/{p}") for p in ("diff", "low", "high")]
+                row.append("" if diff[0] is None else
+                           f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]{' *' if diff[1] > 0 or diff[2] < 0 else ''}")
+            table.add_row(*row, label(key))
     console = Console(stderr=False)
     console.print(table)
-    console.print(f"run dir: {out_dir}   wall time: {seconds / 60:.1f} min")
+    if refs:
+        console.print("chance: a random ranking of the candidates; zero-shot: this model untrained; * the interval "
+                      "over users excludes 0.")
+    console.print(f"run dir: {out_dir}", soft_wrap=True)
+    console.print(f"wall time: {seconds / 60:.1f} min")
     if cfg.get("task_name") == "train" and cfg.dataset.get("train_limit") is None and cfg.sft.get("train_limit"):
         console.print("This is the CPU-sized job; the full-size runs are experiment configs, e.g. "
                       "`python -m napo_lab.run experiment=paper_napo` (see experiments/README.md).")
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def _seed(cfg: DictConfig):

@@ -21,7 +21,7 @@ PROTOCOL = Literal["generation", "ranking", "both"]
 ROLE = Literal["val", "test"]
 SCHEDULER = Literal["cosine", "constant"]
 STRATEGY = Literal["in_prompt", "catalogue", "popularity", "seqrec_hard", "self_hard", "hallucinated", "mixed"]
-PRECISION = Literal["transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
+PRECISION = Literal["auto", "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
                     "bf16-mixed", "32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16"]
 ACCELERATOR = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
 
@@ -42,6 +42,14 @@ class Stage:
     global_batch_size: int | None = spec(None, "prompts per optimiser step over all devices; null = batch_size x "
                                                "devices (otherwise gradient accumulation is derived)", ge=1)
     train_limit: int | None = spec(None, "training examples (a seeded subset); null = the whole train split", ge=1)
+
+
+@dataclass
+class SFTStage(Stage):
+    """The SFT stage: every preference run starts from the adapter it trains (cached)."""
+
+    history_weight: float = spec(0.0, "loss weight of the history-title tokens inside the prompt, beside the "
+                                      "answer's (0 = answer only, as S-DPO; see docs/learning.md)", ge=0)
 
 
 @dataclass
@@ -86,6 +94,10 @@ class Eval:
     protocol: PROTOCOL = spec("generation", "generation (paper parity), ranking (title likelihood) or both")
     splits: list[ROLE] = spec(factory=lambda: ["test"], doc="roles to evaluate; dataset.<role>_split names the split")
     max_new_tokens: int = spec(20, "greedy decoding budget", ge=1)
+    references: bool = spec(True, "also evaluate the untrained model (cached) and the sequential model on the "
+                                   "same rows, and report chance and the paired difference to zero-shot")
+    curve_every_n_epochs: int = spec(0, "rank the val role after every N-th training epoch of each stage and log "
+                                        "curve/<stage>/val/* (0 = off)", ge=0)
     batch_size: int = spec(16, "prompts per evaluation batch", ge=1)
     popularity: EvalPopularity = spec(factory=EvalPopularity, doc="popularity bands and K")
 
@@ -187,7 +199,7 @@ class Root:
     ref_cache: RefCache = spec(factory=RefCache, doc="reference log-prob cache")
     checkpoint: Checkpoint = spec(factory=Checkpoint, doc="resumable checkpoints")
     data: Data = spec(factory=Data, doc="data loading")
-    sft: Stage = spec(factory=Stage, doc="the SFT stage")
+    sft: SFTStage = spec(factory=SFTStage, doc="the SFT stage")
     pref: Stage = spec(factory=Stage, doc="the preference stage")
 
 

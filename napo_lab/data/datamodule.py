@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from napo_lab.data.prompts import render, templates, wrap_chat
+from napo_lab.data.prompts import render_spans, templates, wrap_chat
 from napo_lab.data.samplers import EpochIndexSampler, NegativeSampler, example_rng
 from napo_lab.data.sampling import sdpo_candidates, seeded_candidates
 
@@ -32,34 +32,84 @@ def limit_rows(df, limit: int | None, seed: int):
     return df.iloc[keep].reset_index(drop=True)
 
 
-def eval_rows(prepared, dataset_cfg: Mapping[str, Any], role: str, seed: int):
+def eval_rows(prepared, dataset_cfg: Mapping[str, Any], role: str):
     """The rows evaluated as ``role`` (val / test): ``dataset.<role>_split``, limited by
-    ``dataset.<role>_limit`` (a seeded subset). The same rows for LLMs and sequential models."""
-    return limit_rows(prepared.split(dataset_cfg[f"{role}_split"]), dataset_cfg.get(f"{role}_limit"), seed)
+    ``dataset.<role>_limit`` to a subset drawn with ``dataset.seed``. The same rows for LLMs and
+    sequential models, and for every training seed, so methods and seeds can be compared user by user."""
+    return limit_rows(prepared.split(dataset_cfg[f"{role}_split"]), dataset_cfg.get(f"{role}_limit"),
+                      int(dataset_cfg.get("seed", 0)))
 
 
 class PromptBuilder:
-    """Turns item ids into prompt token ids; titles are tokenised once."""
+    """Turns item ids into prompt token ids, and every title into the tokens of an answer.
+
+    A prompt and its answer are tokenised as the model reads them together. Without a chat template
+    the prompt text ends with "Answer: " (S-DPO's wording); its tokens stop at "Answer:" and a title
+    continues them as " <title>", so "...Answer: Lady Gaga" has the tokens one text would have
+    (tokenising the prompt with its trailing space and the title alone gives a stray space token and
+    a title split as no text ever splits it). With a chat template the title opens the assistant turn.
+    The answer is the title as the prompt shows it (cut to ``max_title_chars``), then EOS.
+    """
 
     def __init__(self, tokenizer, titles: Sequence[str], domain: str, use_chat_template: bool,
                  max_title_chars: int = 80):
         self.tokenizer, self.titles, self.chat = tokenizer, list(titles), bool(use_chat_template)
+        self.wrapped = self.chat and bool(getattr(tokenizer, "chat_template", None))
         self.templates = templates(domain)
         self.max_title_chars = int(max_title_chars)
-        eos = tokenizer.eos_token_id
-        self.title_ids = [tokenizer(t, add_special_tokens=False).input_ids + [eos] for t in self.titles]
+        self.title_ids = self._answers([self.short(i) for i in range(len(self.titles))])
+
+    def _answers(self, titles: Sequence[str]) -> list[list[int]]:
+        """Token ids of each title as the continuation of a prompt's last characters, + EOS."""
+        sep = "" if self.wrapped else " "
+        anchor = wrap_chat(self.tokenizer, "Answer:", self.chat)
+        tok = functools.partial(self.tokenizer, add_special_tokens=False)
+        base = tok(anchor).input_ids
+        joint = tok([anchor + sep + t for t in titles]).input_ids if titles else []
+        alone = tok([sep + t for t in titles]).input_ids if titles else []
+        eos = self.tokenizer.eos_token_id
+        return [(j[len(base):] if j[:len(base)] == base and len(j) > len(base) else a) + [eos]
+                for j, a in zip(joint, alone)]
 
     def short(self, item: int) -> str:
         title = self.titles[int(item)]
         return title if len(title) <= self.max_title_chars else title[: self.max_title_chars]
 
     def text(self, history: Sequence[int], candidates: Sequence[int], template: int = 0) -> str:
-        body = render(self.templates[template], [self.short(h) for h in history],
-                      [self.short(c) for c in candidates])
-        return wrap_chat(self.tokenizer, body, self.chat)
+        return self._render(history, candidates, template)[0]
+
+    def _render(self, history, candidates, template: int) -> tuple[str, str, list[tuple[int, int]]]:
+        body, spans = render_spans(self.templates[template], [self.short(h) for h in history],
+                                   [self.short(c) for c in candidates])
+        return wrap_chat(self.tokenizer, body, self.chat), body, spans
 
     def ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=not self.chat).input_ids
+        return self.tokenizer(self._tokenised_part(text), add_special_tokens=not self.chat).input_ids
+
+    def _tokenised_part(self, text: str) -> str:
+        return text if self.wrapped else text.rstrip(" ")
+
+    def encode(self, history: Sequence[int], candidates: Sequence[int], template: int = 0,
+               history_targets: bool = False) -> tuple[str, list[int], list[int]]:
+        """(prompt text, prompt token ids, positions of the history-title tokens in those ids).
+
+        The positions (only computed with ``history_targets``) let the SFT stage train on the history
+        as a sequence too (``sft.history_weight``): every history title but the first is a next item
+        of the same user, i.e. more examples of the very thing the answer teaches."""
+        text, body, spans = self._render(history, candidates, template)
+        if not history_targets:
+            return text, self.ids(text), []
+        shift = text.find(body.rstrip())
+        spans = [(a + shift, b + shift) for a, b in spans]
+        try:
+            enc = self.tokenizer(self._tokenised_part(text), add_special_tokens=not self.chat,
+                                 return_offsets_mapping=True)
+        except NotImplementedError as err:  # slow tokenizers have no offsets
+            raise ValueError("sft.history_weight > 0 needs a fast tokenizer (character offsets); "
+                             "set sft.history_weight=0 for this model") from err
+        positions = [i for i, (a, b) in enumerate(enc["offset_mapping"])
+                     if b > a and any(a < end and b > start for start, end in spans)]
+        return text, list(enc["input_ids"]), positions
 
 
 class TrainDataset(Dataset):
@@ -67,8 +117,9 @@ class TrainDataset(Dataset):
 
     def __init__(self, rows, builder: PromptBuilder, sampler: NegativeSampler, n_items: int,
                  n_candidates: int, seed: int, random_template: bool = True, candidate_sampler: str = "sdpo",
-                 candidate_seed: int = 0):
+                 candidate_seed: int = 0, history_targets: bool = False):
         self.rows, self.builder, self.sampler = rows, builder, sampler
+        self.history_targets = bool(history_targets)
         self.candidate_sampler, self.candidate_seed = candidate_sampler, int(candidate_seed)
         self.n_items, self.n_candidates, self.seed = n_items, n_candidates, seed
         self.random_template = random_template
@@ -97,8 +148,10 @@ class TrainDataset(Dataset):
             tpl = int(example_rng(self.seed + 1, epoch, i).integers(len(self.builder.templates)))
         negs = self.sampler.sample(i, epoch, history, target, cands)
         items = [target] + negs
+        _, prompt_ids, history_positions = self.builder.encode(history, cands, tpl, self.history_targets)
         return {
-            "prompt_ids": self.builder.ids(self.builder.text(history, cands, tpl)),
+            "prompt_ids": prompt_ids,
+            "history_positions": history_positions,
             "completion_ids": [self.builder.title_ids[x] for x in items],
             "item_ids": items,
             "history": history,
@@ -144,6 +197,7 @@ def collate_train(examples: list[dict[str, Any]], max_history: int = 10) -> dict
         "completion_ids": [e["completion_ids"] for e in examples],
         "item_ids": item_ids,
         "mask": item_ids >= 0,
+        "history_positions": [e.get("history_positions", []) for e in examples],
         "history": _history_tensor([e["history"] for e in examples], max_history),
         "user": torch.as_tensor([e["user"] for e in examples]),
         "example_index": torch.as_tensor([e["example_index"] for e in examples]),
@@ -167,7 +221,8 @@ class RecDataModule(L.LightningDataModule):
 
     def __init__(self, prepared, tokenizer, dataset_cfg: Mapping[str, Any], num_negatives: int,
                  negatives: Mapping[str, Any] | None, batch_size: int, eval_batch_size: int,
-                 num_workers: int = 0, seed: int = 0, use_chat_template: bool = True):
+                 num_workers: int = 0, seed: int = 0, use_chat_template: bool = True,
+                 history_targets: bool = False):
         super().__init__()
         self.prepared, self.cfg, self.seed = prepared, dataset_cfg, int(seed)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
@@ -183,7 +238,7 @@ class RecDataModule(L.LightningDataModule):
         self.train_dataset = TrainDataset(self.train_rows, self.builder, self.negative_sampler,
                                           prepared.n_items, int(dataset_cfg["n_candidates"]),
                                           self.seed, bool(dataset_cfg["random_template"]),
-                                          dataset_cfg["sampler"], int(dataset_cfg["seed"]))
+                                          dataset_cfg["sampler"], int(dataset_cfg["seed"]), history_targets)
         self.index_sampler = EpochIndexSampler(len(self.train_dataset), self.seed, shuffle=True)
         # napo_lab.data.batch_negatives.BatchNegatives: fills the negatives when a batch is collated
         # (the neg_sampler group: in-batch / adaptive samplers need the whole batch). Then the
@@ -192,7 +247,7 @@ class RecDataModule(L.LightningDataModule):
 
     def eval_dataset(self, role: str) -> EvalDataset:
         """role 'val' or 'test' -> the configured split, limited as configured."""
-        return EvalDataset(eval_rows(self.prepared, self.cfg, role, self.seed), self.builder)
+        return EvalDataset(eval_rows(self.prepared, self.cfg, role), self.builder)
 
     def loader(self, rows) -> DataLoader:
         """Evaluation batches over any evaluation rows (user, history, target, candidates)."""

@@ -39,11 +39,28 @@ def templates(domain: str) -> list[str]:
     ]
 
 
+def _fill(part: str, candidates: Sequence[str]) -> str:
+    return part.replace(CANDIDATES, ", ".join(candidates)).replace(COUNT, str(len(candidates)))
+
+
+def render_spans(template: str, history: Sequence[str],
+                 candidates: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Fill a template (titles joined with ', ' as in the papers) and return the character span of
+    every history title in the text, oldest first: the SFT stage can put loss on those tokens."""
+    if template.count(HISTORY) != 1:
+        raise ValueError(f"a prompt template needs exactly one {HISTORY}: {template!r}")
+    before, after = template.split(HISTORY)
+    head = _fill(before, candidates)
+    spans, pos = [], len(head)
+    for title in history:
+        spans.append((pos, pos + len(title)))
+        pos += len(title) + 2
+    return head + ", ".join(history) + _fill(after, candidates), spans
+
+
 def render(template: str, history: Sequence[str], candidates: Sequence[str]) -> str:
     """Fill a template; titles are joined with ', ' as in the papers."""
-    return (template.replace(HISTORY, ", ".join(history))
-            .replace(CANDIDATES, ", ".join(candidates))
-            .replace(COUNT, str(len(candidates))))
+    return render_spans(template, history, candidates)[0]
 
 
 def wrap_chat(tokenizer, text: str, use_chat_template: bool) -> str:

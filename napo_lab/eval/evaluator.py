@@ -120,7 +120,7 @@ class Evaluator:
         return self._cohorts
 
     def rows(self, role: str) -> pd.DataFrame:
-        return eval_rows(self.prepared, self.dataset_cfg, role, self.seed)
+        return eval_rows(self.prepared, self.dataset_cfg, role)
 
     def evaluate(self, predictor: Predictor, roles: Sequence[str] | None = None,
                  out_dir: Path | None = None) -> dict[str, float]:

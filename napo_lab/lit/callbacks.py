@@ -1,9 +1,11 @@
-"""Callbacks: a per-step history of the training metrics (train_metrics.csv in the run dir)."""
+"""Callbacks: a per-step history of the training metrics (train_metrics.csv in the run dir), and a
+validation learning curve."""
 
 from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +49,32 @@ class MetricsHistory(L.Callback):
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.rows)
+
+
+class ValidationCurve(L.Callback):
+    """After every ``every``-th epoch of a stage, evaluates the model being trained on the val role and
+    logs the result as ``curve/<stage>/<metric>`` (loggers and train_metrics.csv), so a run shows how
+    its validation metric moved, and epochs can be chosen on validation, never on test.
+
+    ``evaluate()`` returns flat metrics (``val/rank/mrr``, ...); it is built by the recipe (the
+    evaluator's rows and metrics, ranking protocol, nothing written). Only rank 0 evaluates.
+    """
+
+    def __init__(self, evaluate: Callable[[], dict[str, float]], every: int, history: MetricsHistory | None = None,
+                 stage: str = "train"):
+        self.evaluate, self.every, self.history, self.stage = evaluate, int(every), history, stage
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self.every <= 0 or (trainer.current_epoch + 1) % self.every or trainer.global_rank != 0:
+            return
+        was_training = pl_module.training
+        try:
+            found = self.evaluate()
+        finally:
+            pl_module.train(was_training)
+        values = {f"curve/{self.stage}/{k}": float(v) for k, v in found.items() if "seconds" not in k}
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=trainer.global_step)
+        if self.history is not None:
+            self.history.rows.append({"step": int(trainer.global_step), "stage": self.stage,
+                                      "epoch": int(trainer.current_epoch), **values})

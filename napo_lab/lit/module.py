@@ -17,7 +17,7 @@ import torch
 
 from napo_lab.losses.base import LossInputs, LossOutput, gather_items
 from napo_lab.models.adapters import REFERENCE_ADAPTER, active_adapter
-from napo_lab.models.logprobs import completion_logps
+from napo_lab.models.logprobs import completion_and_prompt_logps, completion_logps
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,17 @@ class RecLitModule(L.LightningModule):
         self.ref_cache = ref_cache
 
     # -- scoring -------------------------------------------------------------------------------
-    def _score(self, batch: Mapping[str, Any], cross: bool) -> tuple[torch.Tensor, torch.Tensor, Any]:
-        """Policy-style log-probs [B, W] (and [B, B, W] cross-prompt scores when ``cross``)."""
+    def _score(self, batch: Mapping[str, Any], cross: bool, history: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Policy-style log-probs [B, W] (and [B, B, W] cross-prompt scores when ``cross``; the history
+        titles' summed log-probs [B] when ``history``)."""
         prompts, comps = batch["prompt_ids"], batch["completion_ids"]
         width = batch["item_ids"].shape[1]
         if not cross:
-            logps, lengths = completion_logps(self.model, prompts, comps, self.pad_id, self.layout)
-            return _widen(logps, width), _widen(lengths, width), None
+            targets = batch["history_positions"] if history else None
+            logps, lengths, hist = completion_and_prompt_logps(self.model, prompts, comps, self.pad_id,
+                                                               self.layout, targets)
+            return _widen(logps, width), _widen(lengths, width), hist
         filler = [self.pad_id]
         pool = [c for cs in comps for c in (list(cs) + [filler] * (width - len(cs)))]
         logps, lengths = completion_logps(self.model, prompts, [pool] * len(prompts), self.pad_id, self.layout)
@@ -74,10 +78,17 @@ class RecLitModule(L.LightningModule):
     def compute_loss(self, batch: Mapping[str, Any]) -> LossOutput:
         loss = self.loss_fn
         cross = bool(getattr(loss, "needs_cross_logps", False))
-        policy, lengths, cross_pol = self._score(batch, cross)
+        history = bool(getattr(loss, "needs_history_logps", False)) and not cross
+        policy, lengths, extra = self._score(batch, cross, history)
         mask = batch["mask"].to(policy.device)
         inputs = LossInputs(policy_logps=policy, lengths=lengths.to(policy.dtype), mask=mask,
                             item_ids=batch["item_ids"], history=batch["history"])
+        cross_pol = extra if cross else None
+        if history:
+            inputs.history_logps = extra
+            inputs.history_tokens = torch.as_tensor(
+                [sum(1 <= t < len(p) for t in ts) for p, ts in zip(batch["prompt_ids"], batch["history_positions"])],
+                dtype=policy.dtype, device=policy.device)
         if cross_pol is not None:
             inputs.cross_policy_logps, inputs.cross_lengths = cross_pol[0], cross_pol[1].to(policy.dtype)
         if getattr(loss, "needs_reference", False):

@@ -43,6 +43,8 @@ class LossInputs:
     popularity: Tensor | None = None  # [B, 1+K] train counts of the completion items
     smoothing: Tensor | None = None  # [B, K] per-negative label-smoothing weight (RosePO)
     seq_all_scores: Tensor | None = None  # [B, n_items] sequential-model logits for every item
+    history_logps: Tensor | None = None  # [B] summed log-probs of the history-title tokens in each prompt
+    history_tokens: Tensor | None = None  # [B] how many such tokens (SFT's history loss)
 
 
 @dataclass

@@ -33,12 +33,20 @@ class ModelLoadError(UserError, RuntimeError):
     """A model could not be loaded; the message says what to do."""
 
 
+def fast_bf16() -> bool:
+    """bf16 matmuls run natively here: a bf16-capable GPU, or (without CUDA) a CPU with AVX512-BF16 or
+    AMX. Elsewhere bf16 is emulated and slower than fp32 (e.g. most laptop CPUs)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    probe = getattr(torch, "cpu", None)
+    return bool(probe is not None and (getattr(probe, "_is_avx512_bf16_supported", lambda: False)()
+                                       or getattr(probe, "_is_amx_tile_supported", lambda: False)()))
+
+
 def resolve_dtype(name: str | None) -> torch.dtype:
-    """Map a config dtype name to torch; 'auto' means bf16 on a bf16-capable GPU, else fp32."""
+    """Map a config dtype name to torch; 'auto' means bf16 where bf16 is fast (``fast_bf16``), else fp32."""
     if name in (None, "auto"):
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        return torch.bfloat16 if fast_bf16() else torch.float32
     if name not in DTYPES:
         raise ModelLoadError(f"model.dtype={name!r} is not one of {sorted(DTYPES)} or 'auto'.")
     return DTYPES[name]

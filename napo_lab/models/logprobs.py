@@ -17,7 +17,8 @@ custom mask (flash-attention).
 Each layout is implemented by the function of its name (``_shared_prefix``, ``_prefix_cache``,
 ``_duplicate``); ``choose_layout`` decides once per run which one works for the model. In every
 layout only completion positions go through the LM head (no full-vocabulary logits over
-prompt tokens).
+prompt tokens), plus, when asked, the chosen prompt positions of ``prompt_targets`` (the SFT stage's
+history loss: the same forward also scores the history titles inside each prompt).
 """
 
 from __future__ import annotations
@@ -49,10 +50,14 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tens
 
 def _token_logps(head, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum over positions of log p(target | hidden); hidden [N, T, H], targets/mask [N, T]."""
+    return _token_logps_each(head, hidden, targets, mask).sum(-1)
+
+
+def _token_logps_each(head, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log p(target | hidden) at every position (0 where masked); [N, T]."""
     logits = head(hidden).float()
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    logps = picked - torch.logsumexp(logits, dim=-1)
-    return (logps * mask).sum(-1)
+    return (picked - torch.logsumexp(logits, dim=-1)) * mask
 
 
 def _flatten(completions: Sequence[Sequence[Sequence[int]]]):
@@ -93,17 +98,56 @@ def completion_logps(
     ``completions[b]`` lists token-id lists that continue ``prompts[b]``; missing slots (a prompt with
     fewer than M completions) get log-prob 0 and length 0.
     """
+    logps, lengths, _ = completion_and_prompt_logps(model, prompts, completions, pad_id, layout)
+    return logps, lengths
+
+
+def completion_and_prompt_logps(
+    model,
+    prompts: Sequence[Sequence[int]],
+    completions: Sequence[Sequence[Sequence[int]]],
+    pad_id: int,
+    layout: str = "shared_prefix",
+    prompt_targets: Sequence[Sequence[int]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``completion_logps`` plus, for each prompt b, the summed log-probs of its own tokens at the
+    positions ``prompt_targets[b]`` (each predicted from the position before it; position 0 has no
+    prediction and is skipped): [B], or None when ``prompt_targets`` is None. One forward for both."""
     if layout not in LAYOUTS:
         raise ValueError(f"forward layout {layout!r} is unknown; use one of {LAYOUTS}")
     owner, flat = _flatten(completions)
     if not flat:
         raise ValueError("no completions to score")
     fn = {"shared_prefix": _shared_prefix, "prefix_cache": _prefix_cache, "duplicate": _duplicate}[layout]
-    values = fn(causal_lm(model), prompts, owner, flat, pad_id)
-    return _unflatten(values, [len(c) for c in flat], completions)
+    values, prompt_values = fn(causal_lm(model), prompts, owner, flat, pad_id, prompt_targets)
+    logps, lengths = _unflatten(values, [len(c) for c in flat], completions)
+    return logps, lengths, prompt_values
 
 
-def _prefix_cache(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+def _prompt_logps(head, hidden: torch.Tensor, row_of: Sequence[int], prompts, targets) -> torch.Tensor | None:
+    """[B] summed log p(prompts[b][t] | hidden at t-1) over t in targets[b]; prompt b's token t sits at
+    position t of row ``row_of[b]`` of ``hidden`` [R, T, H]."""
+    if targets is None:
+        return None
+    owners, pos, tokens = [], [], []
+    for b, ts in enumerate(targets):
+        for t in ts:
+            if 1 <= int(t) < len(prompts[b]):
+                owners.append(b)
+                pos.append(int(t))
+                tokens.append(int(prompts[b][int(t)]))
+    out = torch.zeros(len(prompts), dtype=torch.float32, device=hidden.device)
+    if not owners:
+        return out
+    device = hidden.device
+    rows = torch.as_tensor([row_of[b] for b in owners], device=device)
+    picked = hidden[rows, torch.as_tensor(pos, device=device) - 1].unsqueeze(0)  # [1, N, H]
+    ones = torch.ones(picked.shape[:2], device=device)
+    per_token = _token_logps_each(head, picked, torch.as_tensor(tokens, device=device).unsqueeze(0), ones)
+    return out.index_add(0, torch.as_tensor(owners, device=device), per_token[0])
+
+
+def _prefix_cache(lm, prompts, owner, flat, pad_id, prompt_targets=None):
     """The prompt once with a KV cache, gathered per completion (see module doc)."""
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
@@ -124,10 +168,11 @@ def _prefix_cache(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     out2 = decoder(input_ids=c_ids, attention_mask=attn, position_ids=c_pos, past_key_values=cache,
                    use_cache=True)
     hidden = torch.cat([last[idx].unsqueeze(1), out2.last_hidden_state[:, :-1]], dim=1)
-    return _token_logps(head, hidden, c_ids, c_mask)
+    return (_token_logps(head, hidden, c_ids, c_mask),
+            _prompt_logps(head, out.last_hidden_state, range(len(prompts)), prompts, prompt_targets))
 
 
-def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None):
     """One row per prompt: [prompt | completions...] with a block-causal mask (see module doc)."""
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
@@ -165,7 +210,8 @@ def _shared_prefix(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     where = torch.where(t == 0, prompt_last, start + t - 1).clamp(max=width - 1)
     rows_idx = torch.as_tensor(owner, device=device).unsqueeze(1).expand_as(where)
     hidden = hidden_all[rows_idx, where]
-    return _token_logps(head, hidden, c_ids, c_mask)
+    return (_token_logps(head, hidden, c_ids, c_mask),
+            _prompt_logps(head, hidden_all, range(bsz), prompts, prompt_targets))
 
 
 def _as_attention_mask(allowed: torch.Tensor, lm, dtype: torch.dtype) -> torch.Tensor:
@@ -180,7 +226,7 @@ def _as_attention_mask(allowed: torch.Tensor, lm, dtype: torch.dtype) -> torch.T
     return allowed
 
 
-def _duplicate(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
+def _duplicate(lm, prompts, owner, flat, pad_id, prompt_targets=None):
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
     seqs = [list(prompts[b]) + list(c) for b, c in zip(owner, flat)]
@@ -191,7 +237,10 @@ def _duplicate(lm, prompts, owner, flat, pad_id) -> torch.Tensor:
     starts = torch.as_tensor([len(prompts[b]) - 1 for b in owner], device=device)
     gather = (starts.unsqueeze(1) + torch.arange(c_ids.shape[1], device=device)).clamp(max=ids.shape[1] - 1)
     hidden = hidden_all.gather(1, gather.unsqueeze(-1).expand(-1, -1, hidden_all.shape[-1]))
-    return _token_logps(head, hidden, c_ids, c_mask)
+    first_row = {b: k for k, b in reversed(list(enumerate(owner)))}  # a prompt's first sequence
+    return (_token_logps(head, hidden, c_ids, c_mask),
+            _prompt_logps(head, hidden_all, [first_row.get(b, 0) for b in range(len(prompts))], prompts,
+                          prompt_targets))
 
 
 def choose_layout(requested: str, model, strategy_name: str | None = None) -> str:

@@ -4,6 +4,7 @@ builder, loss); the recipe and the benchmarks use these same functions."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from napo_lab.losses.base import PreferenceLoss
 from napo_lab.models.llm import apply_lora
 from napo_lab.models.logprobs import choose_layout
 from napo_lab.models.ref_cache import RefLogpCache, cache_key
-from napo_lab.recipe.keys import reference_key_parts
+from napo_lab.recipe.keys import precision, reference_key_parts
 from napo_lab.recipe.validate import world_size
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,9 @@ def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str
     drawn per batch (napo_lab.data.batch_negatives; ``negatives_scorer`` ranks adaptive pools when
     ``neg_sampler.scorer=seqrec``)."""
     dataset = canonical(cfg.dataset)
-    k, negatives, batch = 0, None, 1
+    k, negatives, batch, history = 0, None, 1, False
+    if stage == "sft":
+        history = float(cfg.sft.history_weight) > 0
     if stage is not None:
         dataset["train_limit"] = cfg[stage].train_limit
         batch = cfg[stage].batch_size
@@ -85,7 +88,8 @@ def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str
             k, negatives = int(cfg.loss.num_negatives), canonical(cfg.loss.negatives)
     sampler = cfg.get("neg_sampler") if stage == "pref" else None
     dm = RecDataModule(prepared, tokenizer, dataset, 0 if sampler else k, negatives, batch,
-                       cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed), bool(cfg.model.chat_template))
+                       cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed), bool(cfg.model.chat_template),
+                       history)
     if sampler:
         from napo_lab.data.batch_negatives import for_preference_stage
 
@@ -177,6 +181,26 @@ def callbacks(cfg: DictConfig) -> list[L.Callback]:
     return _entries(cfg.callbacks)
 
 
+def curve_callbacks(cfg: DictConfig, prepared: PreparedDataset, llm, tokenizer, history, stage: str) -> list[Any]:
+    """The validation learning curve (``eval.curve_every_n_epochs`` > 0): val-role ranking metrics after
+    every N-th epoch of the stage."""
+    from napo_lab.eval import LLMPredictor
+    from napo_lab.lit.callbacks import ValidationCurve
+
+    every = int(cfg.eval.curve_every_n_epochs)
+    if every <= 0:
+        return []
+    judge = evaluator(cfg, prepared)
+    predictor = LLMPredictor(llm, tokenizer, datamodule(cfg, prepared, tokenizer), "ranking", layout(cfg, llm),
+                             int(cfg.eval.max_new_tokens))
+
+    def run() -> dict[str, float]:
+        with autocast(cfg, llm):
+            return judge.evaluate(predictor, roles=["val"])
+
+    return [ValidationCurve(run, every, history, stage)]
+
+
 def accumulation(stage: dict[str, Any], world: int) -> int:
     """Accumulation steps that keep the global batch constant across device counts."""
     micro, glob = int(stage["batch_size"]), stage.get("global_batch_size")
@@ -194,6 +218,7 @@ def trainer(cfg: DictConfig, stage: dict[str, Any], callbacks: list[Any], logger
     steps and accumulation, and the parts napo_lab owns: logger, callbacks, strategy, checkpoint IO."""
     args = {"num_sanity_val_steps": 0, "limit_val_batches": 0, "enable_model_summary": False}
     args.update(canonical(cfg.trainer))
+    args["precision"] = precision(cfg)
     trainer_class = get_object(args.pop("_target_"))
     args.update(max_epochs=int(stage["epochs"]), max_steps=int(stage["max_steps"]),
                 accumulate_grad_batches=accumulation(stage, world_size(args)), strategy=strategy(cfg),
@@ -205,6 +230,16 @@ def trainer(cfg: DictConfig, stage: dict[str, Any], callbacks: list[Any], logger
 
 def evaluator(cfg: DictConfig, prepared: PreparedDataset) -> Evaluator:
     return Evaluator(prepared, canonical(cfg.dataset), canonical(cfg.eval), int(cfg.seed))
+
+
+def autocast(cfg: DictConfig, llm):
+    """The autocast of the trainer's mixed precision, for LLM work outside the Trainer (evaluation,
+    hard-negative ranking), so it computes as training did; a no-op at full precision."""
+    dtype = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16,
+             "16": torch.float16}.get(precision(cfg))
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(next(llm.parameters()).device.type, dtype=dtype)
 
 
 def global_rank() -> int:

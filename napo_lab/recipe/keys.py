@@ -19,6 +19,18 @@ _COSMETIC = {"_target_", "accelerator", "devices", "num_nodes", "enable_progress
              "enable_model_summary", "max_epochs", "max_steps", "barebones", "profiler", "detect_anomaly"}
 
 
+def precision(cfg: DictConfig) -> str:
+    """``trainer.precision`` with ``auto`` resolved: bf16-mixed where bf16 is fast here (a bf16 GPU, or a
+    CPU with AVX512-BF16 / AMX), else 32-true. Everything that depends on the precision (the Trainer,
+    autocast outside it, cache keys) reads it from here."""
+    from napo_lab.models.llm import fast_bf16
+
+    value = str(cfg.trainer.get("precision", "32-true"))
+    if value != "auto":
+        return value
+    return "bf16-mixed" if fast_bf16() else "32-true"
+
+
 def model_identity(cfg: DictConfig) -> dict[str, Any]:
     m = canonical(cfg.model)
     return {"loader": m["loader"], "lora": m["lora"], "chat_template": m["chat_template"]}
@@ -36,7 +48,9 @@ def stage_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
 
 
 def trainer_identity(cfg: DictConfig) -> dict[str, Any]:
-    return {k: v for k, v in sorted(canonical(cfg.trainer).items()) if k not in _COSMETIC}
+    out = {k: v for k, v in sorted(canonical(cfg.trainer).items()) if k not in _COSMETIC}
+    out["precision"] = precision(cfg)
+    return out
 
 
 def sft_key(cfg: DictConfig, prepared) -> str:
@@ -65,5 +79,5 @@ def reference_key_parts(cfg: DictConfig, sft_adapter_path: Path, prepared) -> di
                    "max_title_chars": ds.max_title_chars, "random_template": ds.random_template,
                    "n_candidates": ds.n_candidates},
         "forward": str(cfg.forward),
-        "precision": str(cfg.trainer.get("precision", "32-true")),
+        "precision": precision(cfg),
     }

@@ -68,6 +68,10 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         job.history.write(job.out_dir / TRAIN_METRICS)
         save_adapter(llm, job.out_dir / ADAPTER)
         metrics.update(evaluate_llm(cfg, prepared, llm, tokenizer, job.out_dir))
+        if cfg.eval.references:  # chance, zero-shot and the sequential model on the same rows
+            from napo_lab.recipe.references import references
+
+            metrics.update(references(cfg, prepared, llm, tokenizer, job.out_dir))
         publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)})
         return metrics
     finally:
@@ -78,7 +82,8 @@ def evaluate_llm(cfg: DictConfig, prepared, llm, tokenizer, out_dir: Path | None
     """Generation and/or ranking on every role of ``eval.splits`` (predictions_<role>.parquet)."""
     predictor = LLMPredictor(llm, tokenizer, build.datamodule(cfg, prepared, tokenizer), cfg.eval.protocol,
                              build.layout(cfg, llm), cfg.eval.max_new_tokens)
-    return build.evaluator(cfg, prepared).evaluate(predictor, out_dir=out_dir)
+    with build.autocast(cfg, llm):
+        return build.evaluator(cfg, prepared).evaluate(predictor, out_dir=out_dir)
 
 
 def evaluate_only(cfg: DictConfig, out_dir: Path) -> dict[str, float]:

@@ -54,7 +54,8 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     dm = build.datamodule(cfg, job.prepared, job.tokenizer, stage, negatives_scorer)
     for name, factory in (providers or {}).items():
         if name in dm.negative_sampler.needs_provider():
-            dm.negative_sampler.set_provider(name, factory(dm))
+            with build.autocast(cfg, job.model):
+                dm.negative_sampler.set_provider(name, factory(dm))
     missing = dm.negative_sampler.needs_provider()
     if missing:
         raise ValueError(f"negatives strategy needs {missing}, which this run cannot provide")
@@ -65,6 +66,7 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     loss_cfg = cfg.loss if stage == PREF or cfg.loss.stage == SFT else {"name": SFT}
     identity = checkpoint_identity(cfg, stage, job.prepared, loss_cfg)
     callbacks = [job.history.for_stage(stage), *build.callbacks(cfg),
+                 *build.curve_callbacks(cfg, job.prepared, job.model, job.tokenizer, job.history, stage),
                  ResumeState(identity, f"{cfg.model.name} / {job.prepared.name} / {stage} {loss_cfg['name']}",
                              dm.index_sampler)]
     ckpt_dir = Path(job.out_dir) / CHECKPOINTS / stage
@@ -106,7 +108,7 @@ def sft_adapter(job: Job, log_to_loggers: bool = False) -> tuple[Path, bool]:
             load_adapter_into(job.model, entry.path)
             return entry.path, True
         log.info("No cached SFT adapter for these settings: training SFT first")
-        fit_stage(job, SFT, SFTLoss(), log_to_loggers=log_to_loggers)
+        fit_stage(job, SFT, SFTLoss(history_weight=float(cfg.sft.history_weight)), log_to_loggers=log_to_loggers)
         if zero:
             with entry.staging() as tmp:
                 job.model.save_pretrained(str(tmp), selected_adapters=["default"])

@@ -52,18 +52,22 @@ def test_every_experiment_composes(experiment):
         assert cfg.loss.num_negatives == 3 and cfg.trainer.gradient_clip_val == 0.3
 
 
-def test_default_main_job_is_cpu_sized_lastfm_with_the_embedded_model():
+def test_default_main_job_is_the_cpu_recipe_of_docs_learning():
+    """The default job is the one docs/learning.md measures: synthetic chains, SFT with the history
+    loss (2 epochs, lr 1e-3), then NAPO, both protocols, with its references."""
     cfg = _compose("paths.output_dir=/tmp/x")
     assert cfg.model.name == "smollm2_135m" and cfg.model.loader._target_.endswith("load_gguf_package")
-    assert cfg.dataset.name == "lastfm" and cfg.dataset.test_split == "test_llara"
-    assert cfg.loss.name == "napo"
-    assert cfg.sft.train_limit <= 512 and cfg.pref.train_limit <= 512
+    assert cfg.dataset.name == "synthetic" and cfg.loss.name == "napo"
+    assert (cfg.sft.epochs, cfg.sft.lr, cfg.sft.history_weight) == (2, 1e-3, 1.0)
+    assert cfg.eval.protocol == "both" and cfg.eval.references
+    assert cfg.trainer.precision == "auto" and cfg.model.loader.dtype == "auto"
+    assert cfg.sft.train_limit <= 1000 and cfg.pref.train_limit <= 512
     validate(cfg)
 
 
-def test_lora_defaults_are_s_dpo_settings():
+def test_lora_defaults_are_s_dpo_rank_and_targets_without_dropout():
     lora = _compose("paths.output_dir=/tmp/x").model.lora
-    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (8, 32, 0.1)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (8, 32, 0.0)
     assert set(lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 

@@ -47,7 +47,7 @@ def test_lastfm_end_to_end_through_the_cli(tmp_path, cache_dir):
 
     out = tmp_path / "lastfm"
     args = [sys.executable, "-m", "napo_lab.run", "model=tiny_random", "dataset=lastfm", "loss=sdpo",
-            "sft.train_limit=8", "pref.train_limit=4", "dataset.test_limit=6", "eval.max_new_tokens=3",
+            "sft.train_limit=8", "pref.train_limit=4", "dataset.test_limit=6", "eval.max_new_tokens=3", "seqrec.max_epochs=1",
             "logger=none", "trainer.enable_progress_bar=false", f"paths.cache_dir={cache_dir}", f"hydra.run.dir={out}"]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -11,9 +11,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from napo_lab import CONF_DIR
+from napo_lab.data.samplers import NegativeSampler
 from napo_lab.errors import ConfigError
 from napo_lab.recipe.validate import validate
-from napo_lab.data.samplers import NegativeSampler
 from tests.conftest import TINY, compose_cfg
 
 REPO = CONF_DIR.parent

@@ -132,7 +132,7 @@ def two_runs(tmp_path_factory):
 
 def _families(metrics: dict) -> set[str]:
     skip = ("rank_norm/", "seconds", "seqrec/", "sft/", "train/", "wall_time")
-    return {k for k in metrics if not any(s in k for s in skip)}
+    return {k for k in metrics if not any(s in k for s in skip) and not k.startswith(("ref/", "vs_zero_shot/"))}
 
 
 def test_sequential_model_writes_the_same_metrics_and_files_as_an_llm(two_runs):
@@ -147,6 +147,11 @@ def test_sequential_model_writes_the_same_metrics_and_files_as_an_llm(two_runs):
     assert _families(llm) <= _families(seq) and _families(seq) - _families(llm) <= undefined, \
         _families(seq) ^ _families(llm)
     assert seq["test/valid_ratio"] == 1.0 and seq["test/hr@1"] == seq["test/rank/hr@1"]
+    # An LLM run also says what its numbers mean: chance, zero-shot and the sequential model on its rows.
+    assert llm["ref/chance/test/rank/hr@1"] == pytest.approx(1 / 20)
+    assert 0 <= llm["ref/seqrec/test/rank/hr@1"] <= 1 and 0 <= llm["ref/zero_shot/test/rank/hr@1"] <= 1
+    assert llm["vs_zero_shot/test/rank/mrr/low"] <= llm["vs_zero_shot/test/rank/mrr/diff"] \
+        <= llm["vs_zero_shot/test/rank/mrr/high"]
     a = pd.read_parquet(two_runs / "dpo_0" / "predictions_test.parquet")
     b = pd.read_parquet(two_runs / "sasrec" / "predictions_test.parquet")
     assert list(a.columns) == list(b.columns) and len(a) == len(b)

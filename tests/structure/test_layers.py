@@ -22,7 +22,7 @@ LAYERS = [
     ("eval", ["napo_lab.eval"]),
     ("recipe", ["napo_lab.recipe"]),
     ("cli", ["napo_lab.run", "napo_lab.evaluate", "napo_lab.prepare", "napo_lab.resume", "napo_lab.report",
-             "napo_lab.report_negatives", "napo_lab.plots"]),
+             "napo_lab.report_negatives", "napo_lab.plots", "napo_lab.comparisons"]),
 ]
 ORDER = [name for name, _ in LAYERS]
 

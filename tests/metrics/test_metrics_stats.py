@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napo_lab.eval.stats import mean_interval, paired_bootstrap
+from napo_lab.metrics.stats import mean_interval, paired_bootstrap
 
 
 def test_two_users_interval_is_the_enumerated_bootstrap_distribution():
