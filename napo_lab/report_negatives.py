@@ -271,8 +271,9 @@ def write_report(root: Path, out: Path, title: str = "Negative-sampling study") 
     cells.to_csv(out / "report.csv", index=False, float_format="%.6g")
     plot(cells, out)
     commits = sorted({str(c) for c in runs["commit"].dropna()})
+    seeds_per_dataset = ", ".join(f"{d} {n}" for d, n in runs.groupby("dataset")["seed"].nunique().items())
     lines = [f"# {title}", "",
-             f"{len(runs)} runs ({runs['seed'].nunique()} seeds), commit(s) {', '.join(commits)}. "
+             f"{len(runs)} runs (seeds per dataset: {seeds_per_dataset}), commit(s) {', '.join(commits)}. "
              "Test metrics over the whole catalogue; mean ± 95 % CI half-width over seeds (t-interval). "
              "Cohorts = interaction-volume thirds (not napo_lab's item-share bands). balance = 1 - Gini "
              "over the cohort NDCG@10 values (the paper's column); balance_hr over HR@10. "
