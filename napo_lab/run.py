@@ -70,7 +70,9 @@ def method_name(cfg: DictConfig) -> str:
         sampler = cfg.get("sampler") or {}
         use = f"+ts-{sampler.get('use', 'resample')}" if sampler.get("name") == "triplet_shapley" else ""
         return f"{cfg.model.name}{use}"
-    return cfg.model.name if kind == "seqrec" else cfg.loss.name
+    base = cfg.model.name if kind == "seqrec" else cfg.loss.name
+    neg = cfg.get("neg_sampler")
+    return f"{base}+{neg.name}" if neg else base  # e.g. sasrec+amns: the sampler names the row
 
 
 def check_ddp_launch(cfg: DictConfig) -> None:

@@ -130,6 +130,8 @@ class Dataset:
     min_rating: int | None = spec(None, "movielens: ratings >= this are positives", ge=1)
     ratings_protocol: dict[str, Any] | None = spec(None, "movielens: the rating protocol of the bprmf / lightgcn "
                                                          "models (napo_lab.data.ratings.RatingsProtocol)")
+    split_ratio: float | None = spec(None, "movielens_temporal: share of interactions (by time) held out for "
+                                           "test, and again for validation", gt=0, lt=0.5)
     n_clusters: int | None = spec(None, "synthetic: item chains", ge=1)
     cluster_size: int | None = spec(None, "synthetic: items per chain", ge=2)
     p_follow: float | None = spec(None, "synthetic: probability of following the chain", ge=0, le=1)
@@ -144,6 +146,24 @@ class Dataset:
 class Negatives:
     strategy: STRATEGY = spec("in_prompt", "how the data module draws the K negatives")
     weights: dict[str, float] | None = spec(None, "mixed: share of the K negatives per strategy", ge=0)
+
+
+@dataclass
+class NegSampler:
+    """The negative-sampling study's samplers (conf/neg_sampler; napo_lab.data.negatives)."""
+
+    name: str = spec("???", "the sampler's name (reports, run dirs)")
+    sampler: Literal["rns", "pns", "bns", "mns", "ans", "amns"] = spec("rns", "which sampler")
+    loss: Literal["bce", "bpr", "sampled_softmax"] = spec("bce", "sequential models: the sampled loss the "
+                                                                 "negatives feed (replaces model.loss)")
+    num_samples: int = spec(50, "rns/pns: draws per row; bns/mns/ans/amns: draws from the batch pool", ge=1)
+    num_uniform: int = spec(0, "mns/amns: extra uniform items per row", ge=0)
+    top_k: int = spec(0, "ans/amns: pool entries per row that count", ge=0)
+    pool: Literal["positions", "targets"] = spec("positions", "in-batch pool: every item of every row, or targets")
+    exponent: float = spec(1.0, "pns: probability proportional to frequency ** exponent", ge=0)
+    exclude: Literal["user", "row"] = spec("user", "never a negative: the user's training items, or the row's")
+    static_after_epochs: int | None = spec(None, "sequential models: replay stored batches after N epochs", ge=1)
+    scorer: Literal["self", "seqrec"] = spec("self", "ans/amns: the model being trained, or (LLM) the sequential model")
 
 
 @dataclass

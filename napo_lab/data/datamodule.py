@@ -157,6 +157,7 @@ class TrainDataset(Dataset):
             "history": history,
             "user": int(row["user"]),
             "example_index": i,
+            "epoch": int(epoch),  # batch-level negative samplers seed their draw with it
         }
 
 
@@ -239,6 +240,10 @@ class RecDataModule(L.LightningDataModule):
                                           self.seed, bool(dataset_cfg["random_template"]),
                                           dataset_cfg["sampler"], int(dataset_cfg["seed"]), history_targets)
         self.index_sampler = EpochIndexSampler(len(self.train_dataset), self.seed, shuffle=True)
+        # napo_lab.data.batch_negatives.BatchNegatives: fills the negatives when a batch is collated
+        # (the neg_sampler group: in-batch / adaptive samplers need the whole batch). Then the
+        # per-example sampler above must draw none (num_negatives=0).
+        self.batch_negatives = None
 
     def eval_dataset(self, role: str) -> EvalDataset:
         """role 'val' or 'test' -> the configured split, limited as configured."""
@@ -254,7 +259,8 @@ class RecDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=False, **kw)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, collate_train, batch_size=self.batch_size,
+        collate = collate_train if self.batch_negatives is None else self.batch_negatives.collate(collate_train)
+        return self._loader(self.train_dataset, collate, batch_size=self.batch_size,
                             sampler=self.index_sampler, drop_last=False)
 
     def eval_dataloader(self, role: str) -> DataLoader:

@@ -29,6 +29,7 @@ from napo_lab.data.datamodule import eval_rows
 from napo_lab.eval.generation import generate_answers
 from napo_lab.metrics.ranking import prefix_keys
 from napo_lab.metrics.table import answer_ids, metrics_from_predictions
+from napo_lab.metrics.volume import cohort_sizes, full_catalogue_metrics, volume_cohorts
 from napo_lab.models.scoring import title_logliks
 from napo_lab.rundir import predictions_file
 
@@ -118,6 +119,18 @@ class Evaluator:
         self.full_ks = tuple(int(k) for k in eval_cfg.get("full_ks", (5, 10, 20)))
         cut = int(dataset_cfg["max_title_chars"])
         self.titles = [t[:cut] for t in prepared.titles]  # as the prompts show them (answers are matched to these)
+        self._cohorts: np.ndarray | None = None
+
+    @property
+    def cohorts(self) -> np.ndarray:
+        """Interaction-volume cohort of every item (head / mid / tail thirds of training interactions;
+        not the item-share bands of ``band/...``), from the users' training items."""
+        if self._cohorts is None:
+            from napo_lab.data.negatives import UserItems
+
+            freq = UserItems.from_rows(self.prepared.split("train"), self.prepared.n_items).frequency()
+            self._cohorts, self.cohort_sizes = volume_cohorts(freq), cohort_sizes(volume_cohorts(freq), freq)
+        return self._cohorts
 
     def rows(self, role: str) -> pd.DataFrame:
         return eval_rows(self.prepared, self.dataset_cfg, role)
@@ -151,6 +164,12 @@ class Evaluator:
                 write_predictions(table, Path(out_dir) / predictions_file(role))
             metrics.update(prefix_keys(timings, role))
             metrics.update(prefix_keys(found, role))
+            if len(table) and all(r is not None and len(r) == 1 for r in table["full_ranks"]):
+                # one target per row (sequential models): HR@10 and the interaction-volume cohorts
+                full = full_catalogue_metrics(np.array([r[0] for r in table["full_ranks"]], dtype=np.int64),
+                                              table["target"].to_numpy(), self.cohorts)
+                metrics.update({k: v for k, v in prefix_keys(full, f"{role}/full").items() if k not in metrics})
+                metrics.update(prefix_keys(self.cohort_sizes, "volume_cohorts"))
         return {k: float(v) for k, v in metrics.items()}
 
 
@@ -175,7 +194,13 @@ def evaluate_full_ranking_table(table: pd.DataFrame, role: str, out_dir: Path | 
 
 def write_predictions(table: pd.DataFrame, path: Path) -> None:
     """One fixed schema for every model (an absent column is empty strings / empty lists)."""
-    columns = {name: table[name].tolist() for name in PREDICTIONS_SCHEMA.names}
+    columns = {}
+    for field in PREDICTIONS_SCHEMA:
+        if field.name in table:
+            columns[field.name] = table[field.name].tolist()
+        else:
+            empty = [] if pa.types.is_list(field.type) else "" if pa.types.is_string(field.type) else -1
+            columns[field.name] = [empty for _ in range(len(table))]
     columns["scores"] = [np.asarray(s, dtype=np.float64).tolist() for s in columns["scores"]]
     columns["scores_norm"] = [np.asarray(s, dtype=np.float64).tolist() for s in columns["scores_norm"]]
     pq.write_table(pa.table(columns, schema=PREDICTIONS_SCHEMA), path)

@@ -112,7 +112,23 @@ class RecLitModule(L.LightningModule):
         return loss(inputs)
 
     # -- Lightning hooks -----------------------------------------------------------------------
+    def pick_adaptive(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """ans / amns with ``scorer: self``: score every pool completion with the current policy (summed
+        log-prob, no gradient, no dropout) and keep the ``adaptive_top_k`` best (napo_lab.data.batch_negatives)."""
+        from napo_lab.data.batch_negatives import select_adaptive
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                scores, _, _ = self._score(batch, cross=False)
+        finally:
+            self.model.train(was_training)
+        return select_adaptive(dict(batch), scores, int(batch["adaptive_top_k"]))
+
     def training_step(self, batch, batch_idx):
+        if batch.get("adaptive_top_k"):
+            batch = self.pick_adaptive(batch)
         out = self.compute_loss(batch)
         if not torch.isfinite(out.loss):
             raise FloatingPointError(

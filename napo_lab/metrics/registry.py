@@ -48,6 +48,15 @@ METRICS: tuple[Metric, ...] = (
     Metric(rf"(?:{_RANK}/)?pop/gini@\d+", "lower", "Gini index of answer counts",
            "napo_lab.metrics.popularity (RecBole GiniIndex)"),
     Metric(rf"{_BAND}/hr@1", "higher", "HR@1 on targets of one popularity band", "napo_lab.metrics.popularity"),
+    # full catalogue (sequential models) and the interaction-volume cohorts (napo_lab.metrics.volume)
+    Metric(r"full/hr@\d+", "higher", "HR@K over the whole catalogue", "napo_lab.metrics.volume", True),
+    Metric(r"full/ndcg@\d+", "higher", "NDCG@K over the whole catalogue", "napo_lab.metrics.volume", True),
+    Metric(r"full/volume/(?:head|mid|tail)/(?:hr|ndcg)@\d+", "higher",
+           "full-catalogue HR/NDCG@K on targets of one interaction-volume cohort", "napo_lab.metrics.volume"),
+    Metric(r"full/volume/balance_(?:ndcg|hr)@\d+", "higher", "1 - Gini over the three cohort values",
+           "napo_lab.metrics.volume (apple/ml-negative-sampling)", True),
+    Metric(r"volume_cohorts/(?:head|mid|tail)/(?:items|interaction_share)", None, "cohort size",
+           "napo_lab.metrics.volume"),
     # counts: how many rows a metric is over
     Metric(r"(?:.*/)?n(?:_[a-z_@\d]+)?", None, "count", "rows counted"),
     Metric(rf"(?:{_RANK}/)?pop/n_rec@\d+", None, "rows with an answer", "napo_lab.metrics.popularity"),
@@ -93,6 +102,7 @@ def label(key: str) -> str:
 
 #: The run's results table, in order (metrics absent from a run are left out).
 HEADLINE = ("hr@1", "hr@1_valid", "valid_ratio", "rank/hr@1", "rank/ndcg@10", "rank/mrr", "full/recall@5",
-            "full/ndcg@5", "full/recall@10", "full/ndcg@10", "full/recall@20", "full/ndcg@20", "pop/avg_pop@1",
-            "pop/tail_pct@1", "pop/coverage@1", "band/head/hr@1", "band/mid/hr@1", "band/tail/hr@1")
+            "full/ndcg@5", "full/recall@10", "full/ndcg@10", "full/recall@20", "full/ndcg@20", "full/hr@10",
+            "full/volume/balance_ndcg@10", "pop/avg_pop@1", "pop/tail_pct@1", "pop/coverage@1", "band/head/hr@1",
+            "band/mid/hr@1", "band/tail/hr@1")
 

@@ -71,9 +71,12 @@ def layout(cfg: DictConfig, llm) -> str:
     return choose_layout(cfg.forward, llm, cfg.strategy.name)
 
 
-def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str | None = None) -> RecDataModule:
+def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str | None = None,
+               negatives_scorer=None) -> RecDataModule:
     """Batches for a training stage (``sft``: the positive only; ``pref``: 1+K completions), or for
-    evaluation only (``stage=None``)."""
+    evaluation only (``stage=None``). With a ``neg_sampler`` the preference stage's K negatives are
+    drawn per batch (napo_lab.data.batch_negatives; ``negatives_scorer`` ranks adaptive pools when
+    ``neg_sampler.scorer=seqrec``)."""
     dataset = canonical(cfg.dataset)
     k, negatives, batch, history = 0, None, 1, False
     if stage == "sft":
@@ -83,8 +86,22 @@ def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str
         batch = cfg[stage].batch_size
         if stage == "pref":
             k, negatives = int(cfg.loss.num_negatives), canonical(cfg.loss.negatives)
-    return RecDataModule(prepared, tokenizer, dataset, k, negatives, batch, cfg.data.eval_batch_size,
-                         cfg.data.num_workers, int(cfg.seed), bool(cfg.model.chat_template), history)
+    sampler = cfg.get("neg_sampler") if stage == "pref" else None
+    dm = RecDataModule(prepared, tokenizer, dataset, 0 if sampler else k, negatives, batch,
+                       cfg.data.eval_batch_size, cfg.data.num_workers, int(cfg.seed), bool(cfg.model.chat_template),
+                       history)
+    if sampler:
+        from napo_lab.data.batch_negatives import for_preference_stage
+
+        dm.batch_negatives = for_preference_stage(sampler, prepared, dm.builder.title_ids, int(cfg.seed),
+                                                  dm.max_history, negatives_scorer)
+    return dm
+
+
+def sampler_asks_seqrec(cfg: DictConfig) -> bool:
+    """An LLM run whose neg_sampler ranks adaptive pools with the sequential model."""
+    sampler = cfg.get("neg_sampler")
+    return bool(sampler) and sampler.sampler in ("ans", "amns") and sampler.scorer == "seqrec"
 
 
 def negative_strategies(cfg: DictConfig) -> list[str]:
@@ -93,7 +110,8 @@ def negative_strategies(cfg: DictConfig) -> list[str]:
 
 def needs_sequential_model(cfg: DictConfig, objective: PreferenceLoss) -> bool:
     """The loss reads the sequential model, or a negative strategy ranks with it."""
-    return bool(objective.needs_sequential_model) or "seqrec_hard" in negative_strategies(cfg)
+    return (bool(objective.needs_sequential_model) or "seqrec_hard" in negative_strategies(cfg)
+            or sampler_asks_seqrec(cfg))
 
 
 def sequential_model(cfg: DictConfig, prepared: PreparedDataset, node: DictConfig | None = None):
@@ -103,6 +121,15 @@ def sequential_model(cfg: DictConfig, prepared: PreparedDataset, node: DictConfi
     node = cfg.seqrec if node is None else node
     cache_dir = node.get("cache_dir") or cfg.paths.cache_dir
     return load_or_train_seqrec(prepared, make(node), Path(cache_dir))
+
+
+def with_sampler(cfg: DictConfig) -> DictConfig:
+    """The sequential model's node with the ``neg_sampler`` group applied (its loss and negatives)."""
+    from omegaconf import OmegaConf
+
+    from napo_lab.models.seqrec.config import with_neg_sampler
+
+    return OmegaConf.create(with_neg_sampler(cfg.model, cfg.get("neg_sampler")))
 
 
 def negative_providers(cfg: DictConfig, llm, tokenizer, seqrec) -> dict[str, Any]:

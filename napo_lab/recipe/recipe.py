@@ -63,7 +63,8 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
             # Hard-negative rankers see the SFT model, before preference training moves it.
             providers = build.negative_providers(cfg, llm, tokenizer, seqrec)
             module = fit_stage(job, PREF, objective, providers=providers, ref_cache=ref_cache,
-                               seqrec=seqrec if objective.needs_sequential_model else None)
+                               seqrec=seqrec if objective.needs_sequential_model else None,
+                               negatives_scorer=seqrec if build.sampler_asks_seqrec(cfg) else None)
         metrics["train/seconds"] = float(module.fit_seconds) if module is not None else job.history.seconds
         if build.global_rank() != 0:  # DDP: rank 0 alone saves, evaluates and logs
             return metrics
@@ -112,9 +113,9 @@ def evaluate_only(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
 
 def sequential_model_job(cfg: DictConfig, prepared, out_dir: Path) -> dict[str, float]:
-    """``model=sasrec|gru4rec|caser|preferdiff``: train (or load) it, then the same evaluation as an LLM run
-    (plus the full-catalogue metrics, from the same scores)."""
-    seqrec = build.sequential_model(cfg, prepared, cfg.model)
+    """``model=sasrec|gru4rec|caser|preferdiff`` (with a ``neg_sampler``, trained on its negatives): train
+    (or load) it, then the same evaluation as an LLM run, plus the full-catalogue metrics from the same scores."""
+    seqrec = build.sequential_model(cfg, prepared, build.with_sampler(cfg))
     info = seqrec.train_info
     metrics = {"seqrec/train_seconds": float(info.get("train_seconds", 0.0)),
                "seqrec/best_epoch": float(info.get("best_epoch", -1)),

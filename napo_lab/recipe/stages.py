@@ -47,11 +47,11 @@ class Job:
 
 
 def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: bool = True, seqrec=None,
-              providers: dict[str, Any] | None = None, ref_cache=None) -> RecLitModule:
+              providers: dict[str, Any] | None = None, ref_cache=None, negatives_scorer=None) -> RecLitModule:
     """Train the 'default' adapter for one stage with ``loss``; resumes from the stage's last checkpoint."""
     cfg = job.cfg
     settings = stage_settings(cfg, stage)
-    dm = build.datamodule(cfg, job.prepared, job.tokenizer, stage)
+    dm = build.datamodule(cfg, job.prepared, job.tokenizer, stage, negatives_scorer)
     for name, factory in (providers or {}).items():
         if name in dm.negative_sampler.needs_provider():
             with build.autocast(cfg, job.model):

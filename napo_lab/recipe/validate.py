@@ -19,7 +19,7 @@ from napo_lab.config.check import Checker
 from napo_lab.errors import ConfigError
 
 GROUPS = ("paths", "dataset", "model", "seqrec", "loss", "trainer", "strategy", "logger", "callbacks", "eval",
-          "sampler")
+          "sampler", "neg_sampler")
 
 
 def plain(cfg: Any) -> Any:
@@ -73,6 +73,8 @@ def validate(cfg: DictConfig) -> None:
         _loss(check, c.get("loss"), c.get("dataset") or {})
     if c.get("seqrec") is not None:
         _seqrec(check, "seqrec", c["seqrec"])
+    if c.get("neg_sampler") is not None:
+        _neg_sampler(check, c["neg_sampler"], model, c.get("loss") or {})
     _trainer(check, c.get("trainer") or {}, c)
     _strategy(check, c.get("strategy") or {}, c.get("trainer") or {})
     for group in ("logger", "callbacks"):
@@ -232,3 +234,20 @@ def _cuda() -> bool:
 
     return torch.cuda.is_available()
 
+
+def _neg_sampler(check: Checker, sampler: Any, model: Mapping[str, Any], loss: Mapping[str, Any]) -> None:
+    """The neg_sampler group: its schema, the sampler's own rules, and in an LLM preference run
+    loss.num_negatives = the negatives the sampler keeps per prompt."""
+    if not check.value("neg_sampler", sampler, schema.NegSampler):
+        return
+    from napo_lab.data.negatives import NegativeSpec
+
+    try:
+        spec = NegativeSpec(**{k: v for k, v in sampler.items() if k not in ("name", "loss")})
+    except (TypeError, ValueError) as err:
+        check.problems.extend(str(err).split("; "))
+        return
+    if model.get("kind") != "seqrec" and loss.get("stage") == "pref" and loss.get("num_negatives") != spec.kept:
+        what = "top_k" if spec.adaptive else "num_samples + num_uniform"
+        check.bad("loss.num_negatives", loss.get("num_negatives"),
+                  f"neg_sampler={sampler['name']} gives {spec.kept} negatives per prompt ({what}); make them equal")

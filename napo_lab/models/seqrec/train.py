@@ -112,6 +112,7 @@ def isolated_global_state(num_threads: int | None):
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*number of training batches.*")
             warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # lightning 2.6 on torch 2.13
+            warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")  # one process, exact
             yield
     finally:
         random.setstate(saved_rng[0])
@@ -129,6 +130,19 @@ def isolated_global_state(num_threads: int | None):
         lightning_log.setLevel(level)
 
 
+def _negative_loader(prepared: Any, train: dict[str, np.ndarray], cfg: SeqRecConfig):
+    """Training batches with the configured sampler's negatives (napo_lab.data.negatives)."""
+    from napo_lab.data.negatives import NegativeDrawer, NegativeSpec, UserItems
+    from napo_lab.models.seqrec.negative_batches import NegativeBatches
+
+    spec = NegativeSpec.from_cfg(cfg.negatives)
+    user_items = UserItems.from_rows(prepared.split("train"), prepared.n_items)
+    drawer = NegativeDrawer(spec, prepared.n_items, user_items.frequency(), user_items)
+    batches = NegativeBatches(train["history"], train["target"], train["user"], drawer, cfg.batch_size,
+                              cfg.seed, spec.static_after_epochs)
+    return DataLoader(batches, batch_size=None), spec
+
+
 def train_seqrec(prepared: Any, cfg: SeqRecConfig | Any, logger: Any = None) -> tuple[SeqRecModel, dict]:
     """Train on ``prepared.split("train")``, keep the epoch with the best validation ``cfg.monitor``.
 
@@ -142,17 +156,23 @@ def train_seqrec(prepared: Any, cfg: SeqRecConfig | Any, logger: Any = None) -> 
         model = build_seqrec(cfg, prepared.n_items)
         train = split_arrays(prepared.split("train"), cfg.max_len)
         val = split_arrays(prepared.split(val_split), cfg.max_len)
-        train_loader = DataLoader(
-            TensorDataset(torch.from_numpy(train["history"]), torch.from_numpy(train["target"])),
-            batch_size=cfg.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(cfg.seed),
-        )
+        spec = None
+        if cfg.negatives is not None:
+            train_loader, spec = _negative_loader(prepared, train, cfg)
+        else:
+            train_loader = DataLoader(
+                TensorDataset(torch.from_numpy(train["history"]), torch.from_numpy(train["target"])),
+                batch_size=cfg.batch_size,
+                shuffle=True,
+                generator=torch.Generator().manual_seed(cfg.seed),
+            )
         val_loader = DataLoader(
-            TensorDataset(*(torch.from_numpy(val[k]) for k in ("history", "candidates", "target_index"))),
+            TensorDataset(*(torch.from_numpy(val[k]) for k in ("history", "candidates", "target_index", "target"))),
             batch_size=2048,
         )
-        lit = SeqRecLightning(model, cfg.lr, cfg.weight_decay, cfg.loss, cfg.num_negatives, cfg.monitor)
+        lit = SeqRecLightning(model, cfg.lr, cfg.weight_decay, cfg.loss, cfg.num_negatives, cfg.monitor,
+                              top_k=spec.top_k if spec is not None and spec.adaptive else 0,
+                              adam_beta2=cfg.adam_beta2)
         early_stop = L.pytorch.callbacks.EarlyStopping(
             monitor=f"seqrec/val_{cfg.monitor}", mode="max", patience=cfg.patience
         )
