@@ -20,7 +20,8 @@ FORWARD = Literal["shared_prefix", "prefix_cache", "duplicate"]
 PROTOCOL = Literal["generation", "ranking", "both"]
 ROLE = Literal["val", "test"]
 SCHEDULER = Literal["cosine", "constant"]
-STRATEGY = Literal["in_prompt", "catalogue", "popularity", "seqrec_hard", "self_hard", "hallucinated", "mixed"]
+STRATEGY = Literal["in_prompt", "catalogue", "popularity", "seqrec_hard", "self_hard", "hallucinated", "recpo_rating",
+                   "recpo_random", "mixed"]
 PRECISION = Literal["auto", "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
                     "bf16-mixed", "32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16"]
 ACCELERATOR = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
@@ -103,6 +104,21 @@ class Eval:
 
 
 @dataclass
+class RecPOData:
+    """RecPO's data (dataset=movielens_recpo | lastfm_recpo; napo_lab/data/sources/recpo.py)."""
+
+    intensity: Literal["rating", "constant"] = spec("rating", "rating: the user's stars; constant: recency only")
+    decay: float = spec(0.5, "score = rating / (1 + step) ** decay", ge=0)
+    random_rating: float = spec(3.0, "rating of a random fill candidate (and of every item when constant)", gt=0)
+    random_step: int = spec(10, "step of a random fill candidate", ge=0)
+    min_chosen_rating: float | None = spec(4, "train rows whose chosen item is rated lower are dropped (null: keep)")
+    test_min_rating: float | None = spec(4, "val/test rows whose target is rated lower are dropped (null: keep)")
+    min_train_history: int = spec(5, "train rows need this many history items (RecPO: 5)", ge=1)
+    max_train_rows: int | None = spec(10000, "a seeded subset of the train rows (RecPO: 10000); null = all", ge=1)
+    base: str | None = spec(None, "constant intensity: the builder whose train windows give the sequences (lastfm)")
+
+
+@dataclass
 class Dataset:
     name: str = spec("???", "the dataset's name (prepared directory, reports)")
     builder: dict[str, Any] = spec(factory=dict, doc="_target_: the source builder (napo_lab.data.sources.*.build)")
@@ -124,6 +140,7 @@ class Dataset:
     files: dict[str, str] | None = spec(None, "source files relative to paths.data_dir")
     path: str | None = spec(None, "custom: the interactions CSV")
     min_rating: int | None = spec(None, "movielens: ratings >= this are positives", ge=1)
+    recpo: RecPOData | None = spec(None, "RecPO's future candidates and scores (see docs/recpo.md)")
     n_clusters: int | None = spec(None, "synthetic: item chains", ge=1)
     cluster_size: int | None = spec(None, "synthetic: items per chain", ge=2)
     p_follow: float | None = spec(None, "synthetic: probability of following the chain", ge=0, le=1)
