@@ -182,6 +182,37 @@ class Strategy:
 
 
 @dataclass
+class RerankLists:
+    n_users: int = spec(150, "users sampled (seeded) from those with enough ratings", ge=1)
+    n_next: int = spec(4, "interactions per list (the train list, then the test list after it)", ge=1)
+    list_size: int = spec(10, "items per list (the rest: items the user never rated)", ge=2)
+    history: int = spec(10, "rated history items in the reasoning prompt", ge=1)
+    threshold: float = spec(3, "an item is relevant when its rating is > threshold")
+    seed: int = spec(0, "user sample and list fill seed", ge=0)
+
+
+@dataclass
+class Reranker:
+    epochs: int = spec(60, "full-batch Adam epochs", ge=1)
+    lr: float = spec(1e-2, "Adam learning rate", gt=0)
+    dim: int = spec(16, "item embedding size", ge=1)
+
+
+@dataclass
+class DPO4Rec:
+    """experiment=dpo4rec_small: the DPO4Rec pipeline (napo_lab/recipe/dpo4rec.py, docs/dpo4rec.md)."""
+
+    lists: RerankLists = spec(factory=RerankLists, doc="the 10-item re-ranking lists")
+    reranker: Reranker = spec(factory=Reranker, doc="the list re-ranker (reward model)")
+    n_samples: int = spec(4, "reasonings sampled per user (N)", ge=2)
+    max_new_tokens: int = spec(48, "reasoning length budget", ge=1)
+    temperature: float = spec(1.0, "sampling temperature", gt=0)
+    rounds: int = spec(2, "DPO rounds (T)", ge=0)
+    beta: float = spec(0.01, "DPO beta", gt=0)
+    k: int = spec(5, "NDCG@K / MAP@K (reward and evaluation)", ge=1)
+
+
+@dataclass
 class Root:
     """The top level of conf/config.yaml."""
 
@@ -198,6 +229,7 @@ class Root:
     data: Data = spec(factory=Data, doc="data loading")
     sft: SFTStage = spec(factory=SFTStage, doc="the SFT stage")
     pref: Stage = spec(factory=Stage, doc="the preference stage")
+    dpo4rec: DPO4Rec | None = spec(None, "the DPO4Rec pipeline instead of the recipe (experiment=dpo4rec_small)")
 
 
 #: The keys the recipe sets on the Trainer itself (with where to configure them instead).
