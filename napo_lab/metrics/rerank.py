@@ -1,14 +1,15 @@
-"""Re-ranking metrics of one list (DPO4Rec / KAR): NDCG@K and MAP@K with binary labels.
+"""Re-ranking metrics of one list (DPO4Rec / KAR): NDCG@K and MAP@K with binary labels, as KAR's
+``evaluate_rerank`` (YunjiaXi/Open-World-Knowledge-Augmented-Recommendation, RS/utils.py) defines them.
 
 The list is ranked by descending score (ties: the earlier position). ``ndcg_at_k`` = DCG@K / IDCG@K
-with gain ``label`` and discount ``1 / log2(rank + 1)``; ``map_at_k`` = the average over the relevant
-items ranked in the top K of the precision at their rank, divided by ``min(K, #relevant)``. Both are
-NaN for a list without a relevant item (the caller leaves it out and counts it).
+with gain ``2^label - 1`` and discount ``1 / log2(rank + 1)``; ``map_at_k`` = the mean, over the
+relevant items ranked in the top K, of the precision at their rank (divided by the number of relevant
+items *in the top K*, as KAR does). Both are 0 for a list without a relevant item in reach (KAR's
+convention: such lists count, as zeros).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,20 +21,16 @@ def _ranked_labels(scores: Sequence[float], labels: Sequence[int]) -> np.ndarray
 
 
 def ndcg_at_k(scores: Sequence[float], labels: Sequence[int], k: int) -> float:
-    ranked = _ranked_labels(scores, labels)
-    ideal = np.sort(np.asarray(labels, dtype=np.float64))[::-1]
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    idcg = float((ideal[:k] * disc[: len(ideal[:k])]).sum())
-    if idcg == 0.0:
-        return math.nan
-    return float((ranked[:k] * disc[: len(ranked[:k])]).sum()) / idcg
+    ranked = _ranked_labels(scores, labels)[:k]
+    ideal = np.sort(np.asarray(labels, dtype=np.float64))[::-1][:k]
+    disc = 1.0 / np.log2(np.arange(2, len(ranked) + 2))
+    idcg = float(((2.0 ** ideal - 1.0) * disc).sum())
+    return float(((2.0 ** ranked - 1.0) * disc).sum()) / idcg if idcg else 0.0
 
 
 def map_at_k(scores: Sequence[float], labels: Sequence[int], k: int) -> float:
-    ranked = _ranked_labels(scores, labels)
-    n_rel = int(np.asarray(labels).sum())
-    if n_rel == 0:
-        return math.nan
-    hits = np.cumsum(ranked[:k])
-    precision = hits / np.arange(1, len(hits) + 1)
-    return float((precision * ranked[:k]).sum()) / min(k, n_rel)
+    ranked = _ranked_labels(scores, labels)[:k] >= 1
+    if not ranked.any():
+        return 0.0
+    hits = np.cumsum(ranked)
+    return float((hits / np.arange(1, len(ranked) + 1))[ranked].sum()) / int(ranked.sum())

@@ -148,7 +148,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     chat = bool(cfg.model.chat_template)
     prompts = [tokenizer(wrap_chat(tokenizer, reasoning_prompt(titles, h, r), chat), add_special_tokens=not chat).input_ids
                for h, r in zip(lists["history"], lists["history_ratings"])]
-    metrics: dict[str, float] = {"dpo4rec/users": float(len(lists))}
+    metrics: dict[str, float] = {"dpo4rec/users": float(len(lists)),
+                                 "dpo4rec/lists_without_relevant_item": float((lists["test_labels"].map(sum) == 0).sum())}
     per_list: dict[str, np.ndarray] = {}
 
     def evaluate(name: str, text: np.ndarray | None) -> None:
@@ -184,12 +185,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
 def summarise(per_list: dict[str, np.ndarray], k: int) -> dict[str, float]:
     """Mean and 95% bootstrap CI over users of every variant, and each variant's paired difference to
-    the re-ranker without reasoning (lists without a relevant item are left out, counted)."""
+    the re-ranker without reasoning (lists without a relevant item count as zeros, as in KAR)."""
     out: dict[str, float] = {}
     for metric in (f"ndcg@{k}", f"map@{k}"):
         base = per_list[f"no_reasoning/{metric}"]
-        keep = np.isfinite(base)
-        out["dpo4rec/lists_without_relevant_item"] = float((~keep).sum())
+        keep = np.ones(len(base), dtype=bool)
         for name, values in per_list.items():
             if not name.endswith(metric):
                 continue
