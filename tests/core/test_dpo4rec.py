@@ -76,3 +76,16 @@ def test_dpo4rec_tiny_end_to_end_and_reasoning_cache(tmp_path, cache_dir):
     assert m["dpo4rec/round0/reasoning_from_cache"] == 0.0 and m2["dpo4rec/round0/reasoning_from_cache"] == 1.0
     assert pd.read_parquet(again / "reasoning_round0.parquet")["texts"].map(list).tolist() == texts.map(list).tolist()
     assert m2["test/dpo4rec/round0/ndcg@5"] == m["test/dpo4rec/round0/ndcg@5"]
+
+
+def test_bad_dpo4rec_settings_are_listed_before_anything_loads(tmp_path):
+    from napo_lab.errors import ConfigError
+    from napo_lab.recipe.validate import validate
+
+    cfg = compose_cfg([*TINY_DPO4REC, "dpo4rec.n_samples=1", "dpo4rec.beta=0", "+dpo4rec.lists.users=3"],
+                      tmp_path / "o", tmp_path / "c")
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    text = str(err.value)
+    assert "dpo4rec.n_samples=1: must be >= 2" in text and "dpo4rec.beta=0: must be > 0" in text
+    assert "dpo4rec.lists: unknown option(s) users" in text
