@@ -17,7 +17,7 @@ from napo_lab.run import execute
 from tests.conftest import compose_cfg, needs_data
 
 REPO = Path(__file__).resolve().parents[2]
-SHRINK_RECPO = ["model=tiny_random", "trainer.enable_progress_bar=false", "logger=none", "eval.references=false",
+SHRINK_RECPO = ["model=tiny_random", "trainer.enable_progress_bar=false", "logger=none", "seqrec.max_epochs=1",
                 "dataset.recpo.max_train_rows=32", "sft.train_limit=8", "pref.train_limit=4", "sft.batch_size=4",
                 "pref.batch_size=4", "dataset.test_limit=4", "eval.max_new_tokens=4", "data.eval_batch_size=4"]
 SHRINK_DPO4REC = ["model=tiny_random", "trainer.enable_progress_bar=false", "logger=none", "dpo4rec.lists.n_users=8",
