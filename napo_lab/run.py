@@ -130,6 +130,8 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
             value += f"  vs none {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
         table.add_row(key, value, *([""] * (4 if refs else 0)), label(key))
     console = Console(stderr=False)
+    if not console.is_terminal:  # a log file or a pipe: no wrapping at rich's default 80 columns
+        console = Console(stderr=False, width=160)
     console.print(table)
     if refs:
         console.print("chance: a random ranking of the candidates; zero-shot: this model untrained; * the interval "
