@@ -106,7 +106,7 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
     from rich.console import Console
     from rich.table import Table
 
-    from napo_lab.metrics.registry import HEADLINE, label
+    from napo_lab.metrics.registry import HEADLINE, label, lookup
 
     refs = any(k.startswith("ref/") for k in metrics)
     table = Table(title=f"{method_name(cfg)} on {cfg.dataset.name} (seed {cfg.seed})")
@@ -129,6 +129,13 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
                 row.append("" if diff[0] is None else
                            f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]{' *' if diff[1] > 0 or diff[2] < 0 else ''}")
             table.add_row(*row, label(key))
+    for key in sorted(k for k in metrics if k.startswith("test/dpo4rec/") and (m := lookup(k)) and m.headline):
+        ci = [metrics.get(f"{key}_ci_{b}") for b in ("low", "high")]
+        diff = [metrics.get(f"{key}_vs_no_reasoning{p}") for p in ("", "_ci_low", "_ci_high")]
+        value = f"{metrics[key]:.4f}" + ("" if ci[0] is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")
+        if diff[0] is not None:
+            value += f"  vs none {diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]"
+        table.add_row(key, value, *([""] * (4 if refs else 0)), label(key))
     console = Console(stderr=False)
     if not console.is_terminal:  # a log file or a pipe: no wrapping at rich's default 80 columns
         console = Console(stderr=False, width=160)

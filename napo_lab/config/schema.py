@@ -20,7 +20,8 @@ FORWARD = Literal["shared_prefix", "prefix_cache", "duplicate"]
 PROTOCOL = Literal["generation", "ranking", "both"]
 ROLE = Literal["val", "test"]
 SCHEDULER = Literal["cosine", "constant"]
-STRATEGY = Literal["in_prompt", "catalogue", "popularity", "seqrec_hard", "self_hard", "hallucinated", "mixed"]
+STRATEGY = Literal["in_prompt", "catalogue", "popularity", "seqrec_hard", "self_hard", "hallucinated", "recpo_rating",
+                   "recpo_random", "mixed"]
 PRECISION = Literal["auto", "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",
                     "bf16-mixed", "32-true", "64-true", 64, 32, 16, "64", "32", "16", "bf16"]
 ACCELERATOR = Literal["auto", "cpu", "gpu", "cuda", "mps", "tpu"]
@@ -107,6 +108,21 @@ class Eval:
 
 
 @dataclass
+class RecPOData:
+    """RecPO's data (dataset=movielens_recpo | lastfm_recpo; napo_lab/data/sources/recpo.py)."""
+
+    intensity: Literal["rating", "constant"] = spec("rating", "rating: the user's stars; constant: recency only")
+    decay: float = spec(0.5, "score = rating / (1 + step) ** decay", ge=0)
+    random_rating: float = spec(3.0, "rating of a random fill candidate (and of every item when constant)", gt=0)
+    random_step: int = spec(10, "step of a random fill candidate", ge=0)
+    min_chosen_rating: float | None = spec(4, "train rows whose chosen item is rated lower are dropped (null: keep)")
+    test_min_rating: float | None = spec(4, "val/test rows whose target is rated lower are dropped (null: keep)")
+    min_train_history: int = spec(5, "train rows need this many history items (RecPO: 5)", ge=1)
+    max_train_rows: int | None = spec(10000, "a seeded subset of the train rows (RecPO: 10000); null = all", ge=1)
+    base: str | None = spec(None, "constant intensity: the builder whose train windows give the sequences (lastfm)")
+
+
+@dataclass
 class Dataset:
     name: str = spec("???", "the dataset's name (prepared directory, reports)")
     builder: dict[str, Any] = spec(factory=dict, doc="_target_: the source builder (napo_lab.data.sources.*.build)")
@@ -132,6 +148,7 @@ class Dataset:
                                                          "models (napo_lab.data.ratings.RatingsProtocol)")
     split_ratio: float | None = spec(None, "movielens_temporal: share of interactions (by time) held out for "
                                            "test, and again for validation", gt=0, lt=0.5)
+    recpo: RecPOData | None = spec(None, "RecPO's future candidates and scores (see docs/recpo.md)")
     n_clusters: int | None = spec(None, "synthetic: item chains", ge=1)
     cluster_size: int | None = spec(None, "synthetic: items per chain", ge=2)
     p_follow: float | None = spec(None, "synthetic: probability of following the chain", ge=0, le=1)
@@ -191,6 +208,37 @@ class Strategy:
 
 
 @dataclass
+class RerankLists:
+    n_users: int = spec(150, "users sampled (seeded) from those with enough ratings", ge=1)
+    n_next: int = spec(4, "interactions per list (the train list, then the test list after it)", ge=1)
+    list_size: int = spec(10, "items per list (the rest: items the user never rated)", ge=2)
+    history: int = spec(10, "rated history items in the reasoning prompt", ge=1)
+    threshold: float = spec(3, "an item is relevant when its rating is > threshold")
+    seed: int = spec(0, "user sample and list fill seed", ge=0)
+
+
+@dataclass
+class Reranker:
+    epochs: int = spec(60, "full-batch Adam epochs", ge=1)
+    lr: float = spec(1e-2, "Adam learning rate", gt=0)
+    dim: int = spec(16, "item embedding size", ge=1)
+
+
+@dataclass
+class DPO4Rec:
+    """experiment=dpo4rec_small: the DPO4Rec pipeline (napo_lab/recipe/dpo4rec.py, docs/dpo4rec.md)."""
+
+    lists: RerankLists = spec(factory=RerankLists, doc="the 10-item re-ranking lists")
+    reranker: Reranker = spec(factory=Reranker, doc="the list re-ranker (reward model)")
+    n_samples: int = spec(4, "reasonings sampled per user (N)", ge=2)
+    max_new_tokens: int = spec(48, "reasoning length budget", ge=1)
+    temperature: float = spec(1.0, "sampling temperature", gt=0)
+    rounds: int = spec(2, "DPO rounds (T)", ge=0)
+    beta: float = spec(0.01, "DPO beta", gt=0)
+    k: int = spec(5, "NDCG@K / MAP@K (reward and evaluation)", ge=1)
+
+
+@dataclass
 class Root:
     """The top level of conf/config.yaml."""
 
@@ -207,6 +255,7 @@ class Root:
     data: Data = spec(factory=Data, doc="data loading")
     sft: SFTStage = spec(factory=SFTStage, doc="the SFT stage")
     pref: Stage = spec(factory=Stage, doc="the preference stage")
+    dpo4rec: DPO4Rec | None = spec(None, "the DPO4Rec pipeline instead of the recipe (experiment=dpo4rec_small)")
 
 
 #: The keys the recipe sets on the Trainer itself (with where to configure them instead).

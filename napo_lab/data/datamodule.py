@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from napo_lab.data.prompts import render_spans, templates, wrap_chat
+from napo_lab.data.prompts import rated_templates, render_spans, templates, wrap_chat
 from napo_lab.data.samplers import EpochIndexSampler, NegativeSampler, example_rng
 from napo_lab.data.sampling import sdpo_candidates, seeded_candidates
 
@@ -56,6 +56,7 @@ class PromptBuilder:
         self.tokenizer, self.titles, self.chat = tokenizer, list(titles), bool(use_chat_template)
         self.wrapped = self.chat and bool(getattr(tokenizer, "chat_template", None))
         self.templates = templates(domain)
+        self.rated = rated_templates(domain)  # RecPO's history with ratings (rows with history_ratings)
         self.max_title_chars = int(max_title_chars)
         self.title_ids = self._answers([self.short(i) for i in range(len(self.titles))])
 
@@ -75,12 +76,14 @@ class PromptBuilder:
         title = self.titles[int(item)]
         return title if len(title) <= self.max_title_chars else title[: self.max_title_chars]
 
-    def text(self, history: Sequence[int], candidates: Sequence[int], template: int = 0) -> str:
-        return self._render(history, candidates, template)[0]
+    def text(self, history: Sequence[int], candidates: Sequence[int], template: int = 0,
+             ratings: Sequence[int] | None = None) -> str:
+        return self._render(history, candidates, template, ratings)[0]
 
-    def _render(self, history, candidates, template: int) -> tuple[str, str, list[tuple[int, int]]]:
-        body, spans = render_spans(self.templates[template], [self.short(h) for h in history],
-                                   [self.short(c) for c in candidates])
+    def _render(self, history, candidates, template: int, ratings=None) -> tuple[str, str, list[tuple[int, int]]]:
+        tpl = (self.templates if ratings is None else self.rated)[template]
+        body, spans = render_spans(tpl, [self.short(h) for h in history], [self.short(c) for c in candidates],
+                                   ratings)
         return wrap_chat(self.tokenizer, body, self.chat), body, spans
 
     def ids(self, text: str) -> list[int]:
@@ -90,13 +93,14 @@ class PromptBuilder:
         return text if self.wrapped else text.rstrip(" ")
 
     def encode(self, history: Sequence[int], candidates: Sequence[int], template: int = 0,
-               history_targets: bool = False) -> tuple[str, list[int], list[int]]:
+               history_targets: bool = False, ratings: Sequence[int] | None = None
+               ) -> tuple[str, list[int], list[int]]:
         """(prompt text, prompt token ids, positions of the history-title tokens in those ids).
 
         The positions (only computed with ``history_targets``) let the SFT stage train on the history
         as a sequence too (``sft.history_weight``): every history title but the first is a next item
         of the same user, i.e. more examples of the very thing the answer teaches."""
-        text, body, spans = self._render(history, candidates, template)
+        text, body, spans = self._render(history, candidates, template, ratings)
         if not history_targets:
             return text, self.ids(text), []
         shift = text.find(body.rstrip())
@@ -146,10 +150,16 @@ class TrainDataset(Dataset):
         tpl = 0
         if self.random_template:
             tpl = int(example_rng(self.seed + 1, epoch, i).integers(len(self.builder.templates)))
-        negs = self.sampler.sample(i, epoch, history, target, cands)
+        rated = row["candidate_rated"] if "candidate_rated" in self.rows.columns else None
+        negs = self.sampler.sample(i, epoch, history, target, cands, rated)
         items = [target] + negs
-        _, prompt_ids, history_positions = self.builder.encode(history, cands, tpl, self.history_targets)
-        return {
+        _, prompt_ids, history_positions = self.builder.encode(history, cands, tpl, self.history_targets,
+                                                               _ratings(row))
+        extra = {}
+        if "candidate_scores" in self.rows.columns:  # RecPO: the score of each completion's item
+            score = dict(zip((int(c) for c in cands), (float(x) for x in row["candidate_scores"])))
+            extra["pref_scores"] = [score.get(x, float("nan")) for x in items]
+        return {**extra,
             "prompt_ids": prompt_ids,
             "history_positions": history_positions,
             "completion_ids": [self.builder.title_ids[x] for x in items],
@@ -173,10 +183,15 @@ class EvalDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         row = self.rows.iloc[i]
         history, cands = [int(h) for h in row["history"]], [int(c) for c in row["candidates"]]
-        text = self.builder.text(history, cands, 0)
+        text = self.builder.text(history, cands, 0, _ratings(row))
         return {"prompt_ids": self.builder.ids(text), "prompt_text": text, "candidates": cands,
                 "target": int(row["target"]), "history": history, "user": int(row["user"]),
                 "example_index": i}
+
+
+def _ratings(row) -> list[int] | None:
+    """The history's ratings when the row has them (RecPO's data), else None (the plain prompt)."""
+    return [int(r) for r in row["history_ratings"]] if "history_ratings" in row.index else None
 
 
 def _history_tensor(histories: Sequence[Sequence[int]], width: int) -> torch.Tensor:
@@ -192,7 +207,14 @@ def collate_train(examples: list[dict[str, Any]], max_history: int = 10) -> dict
     item_ids = torch.full((len(examples), width), -1, dtype=torch.long)
     for b, e in enumerate(examples):
         item_ids[b, : len(e["item_ids"])] = torch.as_tensor(e["item_ids"])
+    extra = {}
+    if all("pref_scores" in e for e in examples):
+        scores = torch.full((len(examples), width), float("nan"), dtype=torch.float32)
+        for b, e in enumerate(examples):
+            scores[b, : len(e["pref_scores"])] = torch.as_tensor(e["pref_scores"], dtype=torch.float32)
+        extra["pref_scores"] = scores
     return {
+        **extra,
         "prompt_ids": [e["prompt_ids"] for e in examples],
         "completion_ids": [e["completion_ids"] for e in examples],
         "item_ids": item_ids,

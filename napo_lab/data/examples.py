@@ -118,6 +118,8 @@ def clean_split(
     if long.any():
         report.warn(f"{split}/history_truncated_to_max_history", int(long.sum()))
         df["history"] = [list(h)[-max_history:] for h in df["history"]]
+        if "history_ratings" in df.columns:
+            df["history_ratings"] = [list(r)[-max_history:] for r in df["history_ratings"]]
     in_hist = np.array([int(t) in set(map(int, h)) for h, t in zip(df["history"], df["target"])], dtype=bool)
     report.warn(f"{split}/target_in_history_dropped", int(in_hist.sum()))
     short = (df["history"].map(len) < min_history).to_numpy()

@@ -41,6 +41,13 @@ EVAL_SCHEMA = pa.schema(
         ("candidates", pa.list_(pa.int64())),
     ]
 )
+# Optional columns a builder may add (RecPO's data): written after the fixed ones when present.
+OPTIONAL_FIELDS = {
+    "history_ratings": pa.list_(pa.int64()),      # the rating of each history item (RecPO's prompt)
+    "candidates": pa.list_(pa.int64()),           # train rows with their own candidate lists
+    "candidate_scores": pa.list_(pa.float64()),   # RecPO's rating x recency score of each candidate
+    "candidate_rated": pa.list_(pa.bool_()),      # True: a real future item; False: a random fill
+}
 # One fixed codec and no dictionary pages: the bytes depend only on the data and the pyarrow version.
 _PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3, "use_dictionary": False}
 
@@ -63,7 +70,8 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
 
 def _column(values: Any, dtype: pa.DataType) -> pa.Array:
     if pa.types.is_list(dtype):
-        return pa.array([[int(v) for v in seq] for seq in values], type=dtype)
+        cast = {pa.float64(): float, pa.bool_(): bool}.get(dtype.value_type, int)
+        return pa.array([[cast(v) for v in seq] for seq in values], type=dtype)
     if pa.types.is_string(dtype):
         return pa.array([str(v) for v in values], type=dtype)
     return pa.array(np.asarray(values, dtype=np.int64), type=dtype)
@@ -74,6 +82,8 @@ def write_table(df: pd.DataFrame, schema: pa.Schema, path: Path) -> None:
     missing = [name for name in schema.names if name not in df.columns]
     if missing:
         raise DataError(f"internal: table for {path.name} lacks columns {missing}")
+    extra = [pa.field(n, t) for n, t in OPTIONAL_FIELDS.items() if n in df.columns and n not in schema.names]
+    schema = pa.schema(list(schema) + extra)
     arrays = [_column(df[field.name].tolist(), field.type) for field in schema]
     table = pa.Table.from_arrays(arrays, schema=schema)
     pq.write_table(table, path, **_PARQUET_OPTIONS)

@@ -39,28 +39,59 @@ def templates(domain: str) -> list[str]:
     ]
 
 
-def _fill(part: str, candidates: Sequence[str]) -> str:
-    return part.replace(CANDIDATES, ", ".join(candidates)).replace(COUNT, str(len(candidates)))
+RATED_SEP = "\n "  # RecPO's prompt: one "Title | Rating: r" entry per line (and one candidate per line)
 
 
-def render_spans(template: str, history: Sequence[str],
-                 candidates: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
-    """Fill a template (titles joined with ', ' as in the papers) and return the character span of
-    every history title in the text, oldest first: the SFT stage can put loss on those tokens."""
+def rated_templates(domain: str) -> list[str]:
+    """Templates of a history shown with ratings, RecPO's prompt shape: the history as "Title | Rating:
+    r" lines, a request for a highly rated (4 to 5) next choice, the candidates one per line. The
+    wording is napo_lab's; as many templates as :func:`templates`, index 0 for evaluation."""
+    if domain not in _WORDS:
+        raise ValueError(f"dataset.domain={domain!r} has no prompt templates; use one of {sorted(_WORDS)}")
+    did, noun, act, cand = _WORDS[domain]
+    fmt = f"[{noun.split()[0].capitalize()}Title] | Rating: [1-5]"
+    return [
+        f"This user has {did} recently and rated them (format: {fmt}):"
+        f"\n {HISTORY}\n Predict the next {noun} this user will {act} and rate highly (4 to 5), choosing "
+        f"from these {COUNT} {cand}:\n {CANDIDATES}.\n Answer: ",
+        f"The user's recent {noun} history with ratings ({fmt}):\n {HISTORY}\n Which {noun} will they "
+        f"{act} next and rate highly (4 to 5)? Pick one of these {COUNT} {cand}:\n {CANDIDATES}.\n Answer: ",
+        f"Ratings this user gave recently ({fmt}):\n {HISTORY}\n Recommend the {noun} they will most "
+        f"likely {act} next and rate 4 to 5, from these {COUNT} {cand}:\n {CANDIDATES}.\n Answer: ",
+        f"History with ratings ({fmt}):\n {HISTORY}\n Candidates ({COUNT} {cand}):\n {CANDIDATES}.\n "
+        f"Reply with the one {noun} this user will {act} next and rate highly. Answer: ",
+    ]
+
+
+def _fill(part: str, candidates: Sequence[str], sep: str = ", ") -> str:
+    return part.replace(CANDIDATES, sep.join(candidates)).replace(COUNT, str(len(candidates)))
+
+
+def render_spans(template: str, history: Sequence[str], candidates: Sequence[str],
+                 ratings: Sequence[int] | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """Fill a template (titles joined with ', ' as in the papers; with ``ratings``, RecPO's "Title |
+    Rating: r" entries one per line) and return the character span of every history title in the
+    text, oldest first: the SFT stage can put loss on those tokens."""
     if template.count(HISTORY) != 1:
         raise ValueError(f"a prompt template needs exactly one {HISTORY}: {template!r}")
+    sep = ", " if ratings is None else RATED_SEP
+    suffixes = [""] * len(history) if ratings is None else [f" | Rating: {int(r)}" for r in ratings]
+    if len(suffixes) != len(history):
+        raise ValueError(f"{len(history)} history titles but {len(suffixes)} ratings")
     before, after = template.split(HISTORY)
-    head = _fill(before, candidates)
-    spans, pos = [], len(head)
-    for title in history:
+    head = _fill(before, candidates, sep)
+    spans, pos, entries = [], len(head), []
+    for title, suffix in zip(history, suffixes):
         spans.append((pos, pos + len(title)))
-        pos += len(title) + 2
-    return head + ", ".join(history) + _fill(after, candidates), spans
+        entries.append(title + suffix)
+        pos += len(entries[-1]) + len(sep)
+    return head + sep.join(entries) + _fill(after, candidates, sep), spans
 
 
-def render(template: str, history: Sequence[str], candidates: Sequence[str]) -> str:
-    """Fill a template; titles are joined with ', ' as in the papers."""
-    return render_spans(template, history, candidates)[0]
+def render(template: str, history: Sequence[str], candidates: Sequence[str],
+           ratings: Sequence[int] | None = None) -> str:
+    """Fill a template; titles are joined with ', ' as in the papers (see render_spans)."""
+    return render_spans(template, history, candidates, ratings)[0]
 
 
 def wrap_chat(tokenizer, text: str, use_chat_template: bool) -> str:

@@ -45,7 +45,12 @@ class NegativeSampler:
     outside the history.  popularity: train-count weighted outside the history.  hallucinated:
     items outside the prompt's candidate list (answers the model was not offered; RosePO's
     semantic-hallucination negatives, approximated with real catalogue titles).  seqrec_hard /
-    self_hard: the top-ranked wrong items of a provider.  mixed: each slot picks a strategy by weight.
+    self_hard: the top-ranked wrong items of a provider.  recpo_rating / recpo_random: RecPO's
+    negative selection on its future-candidate rows (``rated`` flags each candidate): the rated future
+    items only / the random fill only, uniform without replacement (RecPO's ``both`` is ``in_prompt``).
+    Where that pool is empty, the other candidates are the pool (the public code does this for
+    ``rating``; for ``random`` it would fail); where it holds fewer than K, all of it is taken and
+    the missing negatives are masked.  mixed: each slot picks a strategy by weight.
     """
 
     def __init__(self, strategy: str, num_negatives: int, n_items: int, train_counts: np.ndarray,
@@ -73,24 +78,33 @@ class NegativeSampler:
         self.providers[name] = provider
 
     def sample(self, example: int, epoch: int, history: Sequence[int], target: int,
-               candidates: Sequence[int]) -> list[int]:
+               candidates: Sequence[int], rated: Sequence[bool] | None = None) -> list[int]:
         if self.k == 0:
             return []
         rng = example_rng(self.seed, epoch, example)
         banned = set(int(h) for h in history) | {int(target)}
         if self.strategy != "mixed":
-            return self._draw(self.strategy, self.k, rng, example, banned, candidates)
+            return self._draw(self.strategy, self.k, rng, example, banned, candidates, rated)
         names = list(self.weights)
         picks = rng.choice(len(names), size=self.k, p=list(self.weights.values()))
         out: list[int] = []
         for j in range(len(names)):
             n = int((picks == j).sum())
             if n:
-                out += self._draw(names[j], n, rng, example, banned | set(out), candidates)
+                out += self._draw(names[j], n, rng, example, banned | set(out), candidates, rated)
         return out
 
     def _draw(self, name: str, n: int, rng: np.random.Generator, example: int, banned: set[int],
-              candidates: Sequence[int]) -> list[int]:
+              candidates: Sequence[int], rated: Sequence[bool] | None = None) -> list[int]:
+        if name in ("recpo_rating", "recpo_random"):
+            if rated is None:
+                raise ValueError(f"negatives strategy {name!r} needs RecPO's candidate rows "
+                                 "(dataset=movielens_recpo or lastfm_recpo)")
+            want = name == "recpo_rating"
+            pool = [int(c) for c, r in zip(candidates, rated) if bool(r) == want and int(c) not in banned]
+            if not pool:
+                pool = [int(c) for c in candidates if int(c) not in banned]
+            return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
         if name in ("in_prompt", "random"):
             pool = [int(c) for c in candidates if int(c) not in banned]
             return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]

@@ -44,3 +44,29 @@ def generate_answers(model, tokenizer, loader, max_new_tokens: int = 20, desc: s
     log.info("generation: %d users in %.1f s", len(texts), time.perf_counter() - start)
     model.train(was_training)
     return texts
+
+
+@torch.no_grad()
+def sample_texts(model, tokenizer, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int,
+                 temperature: float = 1.0, seed: int = 0) -> list[list[str]]:
+    """``n`` sampled continuations (temperature sampling, top-k off) of every prompt, one prompt at a
+    time with a per-prompt seed (``seed``, prompt index), so the texts do not depend on batching."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[str]] = []
+    start = time.perf_counter()
+    with progress("prompts") as bar:
+        task = bar.add_task("sample", total=len(prompts))
+        for i, prompt in enumerate(prompts):
+            torch.manual_seed(int(seed) * 1_000_003 + i)
+            ids = torch.as_tensor([list(prompt)], dtype=torch.long, device=device)
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                 temperature=float(temperature), top_k=0, top_p=1.0, num_return_sequences=int(n),
+                                 max_new_tokens=int(max_new_tokens), pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, use_cache=True)
+            out.append([t.strip() for t in tokenizer.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)])
+            bar.advance(task, 1)
+    log.info("sampling: %d prompts x %d in %.1f s", len(prompts), n, time.perf_counter() - start)
+    model.train(was_training)
+    return out

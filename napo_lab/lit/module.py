@@ -106,6 +106,11 @@ class RecLitModule(L.LightningModule):
             # NaN for an unknown item id (< 0): the loss applies its documented fallback instead of
             # reading item 0's score.
             inputs.seq_scores = gather_items(all_scores, batch["item_ids"])
+        if getattr(loss, "needs_pref_scores", False):
+            if "pref_scores" not in batch:
+                raise ValueError("this loss reads RecPO's candidate scores, which only RecPO's data has "
+                                 "(dataset=movielens_recpo or lastfm_recpo)")
+            inputs.pref_scores = batch["pref_scores"].to(policy.device)
         if self.train_counts.numel():
             inputs.popularity = gather_items(self.train_counts.float(), batch["item_ids"])
         self._last_inputs = inputs  # for the logps/* metrics of training_step

@@ -45,6 +45,8 @@ class LossInputs:
     seq_all_scores: Tensor | None = None  # [B, n_items] sequential-model logits for every item
     history_logps: Tensor | None = None  # [B] summed log-probs of the history-title tokens in each prompt
     history_tokens: Tensor | None = None  # [B] how many such tokens (SFT's history loss)
+    pref_scores: Tensor | None = None  # [B, 1+K] data-side preference score of each completion item
+    #   (RecPO's rating x recency score; NaN where unknown)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class PreferenceLoss(nn.Module):
     needs_sequential_model: bool = False
     needs_cross_logps: bool = False
     needs_negatives: bool = True
+    needs_pref_scores: bool = False  # True -> pref_scores is filled in (RecPO's data gives them)
 
     def forward(self, inputs: LossInputs) -> LossOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -180,7 +183,7 @@ def validate_shapes(inputs: LossInputs) -> None:
     p = inputs.policy_logps
     if p.dim() != 2 or p.shape[1] < 1:
         raise ValueError(f"policy_logps must be [B, 1+K], got {tuple(p.shape)}")
-    for name in ("lengths", "mask", "ref_logps", "item_ids", "seq_scores", "popularity"):
+    for name in ("lengths", "mask", "ref_logps", "item_ids", "seq_scores", "popularity", "pref_scores"):
         t = getattr(inputs, name)
         if t is not None and tuple(t.shape) != tuple(p.shape):
             raise ValueError(

@@ -1,4 +1,12 @@
-"""RecPO-style objective: S-DPO with a per-negative reward margin inside the logsumexp."""
+"""RecPO: S-DPO with a per-negative reward margin inside the logsumexp.
+
+``margin_mode=score_ratio`` / ``score_log_diff`` is RecPO as its authors run it (HoytWen/RecPO,
+trainer/rec_dpo_trainer.py ``redpo_loss``): the margin of negative k is ``lambda * s_w / s_k`` (their
+``ratio=True``, the default) or ``lambda * log(1 + s_w - s_k)``, with ``s`` each candidate's rating x
+recency score from the data (``LossInputs.pref_scores``, napo_lab/data/sources/recpo.py). Their code
+adds ``margin / beta`` to the log-ratio gap and multiplies the whole by beta, i.e. the margin enters
+the exponent unscaled by beta, as here. ``constant`` / ``seq_score`` are napo_lab's own margins.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from napo_lab.losses.base import (
 )
 from napo_lab.losses.sdpo import sdpo_per_example
 
-MARGIN_MODES = ("constant", "seq_score")
+MARGIN_MODES = ("constant", "seq_score", "score_ratio", "score_log_diff")
 
 
 class RecPOLoss(RewardLoss):
@@ -35,6 +43,11 @@ class RecPOLoss(RewardLoss):
       possible false negative) gets almost none. The margin carries no gradient (the sequential
       model is frozen). Non-finite scores, and items whose id is unknown (< 0, outside the
       catalogue), fall back to ``margin / 2`` (the value at equal scores).
+    * ``score_ratio`` (RecPO): ``m_k = margin * s_w / s_k`` with ``s`` = ``LossInputs.pref_scores``.
+    * ``score_log_diff`` (RecPO's other form): ``m_k = margin * log(1 + s_w - s_k)``.
+      For both, ``margin`` is RecPO's lambda (2 in its code), and ``margin = 0`` is S-DPO exactly.
+      A valid completion without a finite score (or ``s_k <= 0``, ``s_w - s_k <= -1``) is refused with
+      a ValueError: it means the data is not RecPO's.
 
     Args:
         beta: inverse temperature (> 0).
@@ -54,16 +67,37 @@ class RecPOLoss(RewardLoss):
         self.margin = check_finite("margin", margin)
         self.margin_mode = check_choice("margin_mode", margin_mode, MARGIN_MODES)
         self.needs_sequential_model = self.margin_mode == "seq_score"
+        self.needs_pref_scores = self.margin_mode in ("score_ratio", "score_log_diff")
 
     def margins(self, inputs: LossInputs, like: Tensor) -> Tensor | float:
         if self.margin_mode == "constant":
             return self.margin
+        if self.needs_pref_scores:
+            return self.score_margins(inputs, like)
         require(inputs, "seq_scores", loss="RecPOLoss(margin_mode=seq_score)")
         with torch.no_grad():
             z = item_scores(inputs).to(like.dtype)  # NaN where the item id is unknown (< 0)
             diff = z[:, :1] - z[:, 1:]
             weight = torch.where(torch.isfinite(diff), torch.sigmoid(diff), torch.full_like(diff, 0.5))
             return self.margin * weight
+
+    def score_margins(self, inputs: LossInputs, like: Tensor) -> Tensor:
+        require(inputs, "pref_scores", loss=f"RecPOLoss(margin_mode={self.margin_mode})")
+        with torch.no_grad():
+            s = inputs.pref_scores.detach().to(like.device, like.dtype)
+            neg_mask = inputs.mask.to(torch.bool)[:, 1:].to(like.device)
+            s_w, s_k = s[:, :1].expand_as(s[:, 1:]), s[:, 1:]
+            if self.margin_mode == "score_ratio":
+                bad = neg_mask & ~(torch.isfinite(s_w) & torch.isfinite(s_k) & (s_k > 0))
+                value = s_w / torch.where(bad | ~neg_mask, torch.ones_like(s_k), s_k)
+            else:
+                diff = s_w - s_k
+                bad = neg_mask & ~(torch.isfinite(diff) & (diff > -1))
+                value = torch.log1p(torch.where(bad | ~neg_mask, torch.zeros_like(diff), diff))
+            if bool(bad.any()):
+                raise ValueError(f"RecPOLoss(margin_mode={self.margin_mode}): {int(bad.sum())} negatives have no usable "
+                                 "score (pref_scores must be finite, > 0 for score_ratio)")
+            return self.margin * torch.where(neg_mask, value, torch.zeros_like(value))
 
     def objective(self, chosen: Tensor, rejected: Tensor, neg_mask: Tensor, inputs: LossInputs):
         margin = self.margins(inputs, rejected)

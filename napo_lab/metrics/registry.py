@@ -57,6 +57,12 @@ METRICS: tuple[Metric, ...] = (
            "napo_lab.metrics.volume (apple/ml-negative-sampling)", True),
     Metric(r"volume_cohorts/(?:head|mid|tail)/(?:items|interaction_share)", None, "cohort size",
            "napo_lab.metrics.volume"),
+    Metric(r"dpo4rec/[a-z_0-9]+/(?:ndcg|map)@\d+", "higher", "DPO4Rec re-ranking of a 10-item list (not HR@1)",
+           "napo_lab.metrics.rerank (KAR)", True),
+    Metric(r"dpo4rec/[a-z_0-9]+/(?:ndcg|map)@\d+_vs_no_reasoning", "higher", "paired difference to the re-ranker "
+           "without reasoning", "napo_lab.metrics.stats.paired_bootstrap"),
+    Metric(r"dpo4rec/.*_ci_(?:low|high)", None, "95% bootstrap bound over users", "napo_lab.metrics.stats"),
+    Metric(r"dpo4rec/.*", None, "DPO4Rec bookkeeping", "napo_lab.recipe.dpo4rec"),
     # counts: how many rows a metric is over
     Metric(r"(?:.*/)?n(?:_[a-z_@\d]+)?", None, "count", "rows counted"),
     Metric(rf"(?:{_RANK}/)?pop/n_rec@\d+", None, "rows with an answer", "napo_lab.metrics.popularity"),

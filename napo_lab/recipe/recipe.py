@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     """The whole job; returns flat metrics (run.py writes them to metrics.json)."""
     validate(cfg)  # every problem at once, before anything loads
+    if cfg.get("dpo4rec") is not None:  # its own pipeline: reasoning, list re-ranker, DPO rounds
+        from napo_lab.recipe.dpo4rec import run
+
+        return run(cfg, Path(out_dir))
     if cfg.model.kind == "cf":  # the non-sequential family reads ratings, not the prepared sequences
         return cf_model_job(cfg, out_dir)
     prepared = build.data(cfg)

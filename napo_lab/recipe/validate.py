@@ -188,6 +188,20 @@ def _loss(check: Checker, loss: Any, ds: Mapping[str, Any]) -> None:
         from napo_lab.losses.base import config_problems
 
         check.problems.extend(config_problems(objective, int(k)))
+    needs = [f"loss.objective ({loss.get('name')})"] if getattr(objective, "needs_pref_scores", False) else []
+    if typed and str(neg.get("strategy")).startswith("recpo_"):
+        needs.append(f"loss.negatives.strategy={neg['strategy']}")
+    if needs and not _preference_scores(ds):
+        check.problems.append(f"{' and '.join(needs)} read RecPO's candidate scores, which dataset="
+                              f"{ds.get('name')} does not prepare; use dataset=movielens_recpo or lastfm_recpo")
+
+
+def _preference_scores(ds: Mapping[str, Any]) -> bool:
+    """Whether the dataset's builder writes RecPO's candidate scores (its module sets PREFERENCE_SCORES)."""
+    builder = ds.get("builder") if isinstance(ds, Mapping) else None
+    target = str(builder.get("_target_", "")) if isinstance(builder, Mapping) else ""
+    module = sys.modules.get(target.rsplit(".", 1)[0])
+    return bool(getattr(module, "PREFERENCE_SCORES", False))
 
 
 def _trainer(check: Checker, trainer: Mapping[str, Any], c: Mapping[str, Any]) -> None:
