@@ -147,7 +147,7 @@ def _pending_row(trainer) -> dict[str, Any] | None:
     if step is None:
         metrics.setdefault("epoch", trainer.current_epoch)
         step = loop.epoch_loop._batches_that_stepped
-    return {"metrics": {k: float(v) for k, v in metrics.items()}, "step": int(step)}
+    return {"metrics": dict(metrics), "step": int(step)}
 
 
 def _restore_csv_logs(trainer, saved: dict[str, Any]) -> None:
