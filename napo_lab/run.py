@@ -211,8 +211,8 @@ def execute(cfg: DictConfig, job=None) -> float | None:
         return None
     # A resumed run's record is restored when the resume is refused (a foreign checkpoint, a bad
     # setting): `resume=auto` of the original command must still find it as it was.
-    before = {name: (out_dir / name).read_bytes() for name in (CONFIG, RUN_INFO)
-              if resuming and (out_dir / name).is_file()}
+    before = {name: (out_dir / name).read_bytes() if (out_dir / name).is_file() else None
+              for name in (CONFIG, RUN_INFO)} if resuming else {}
     (out_dir / CONFIG).write_text(OmegaConf.to_yaml(OmegaConf.create(
         redact(OmegaConf.to_container(cfg, resolve=True)))))
     info = {"method": method_name(cfg), "dataset": cfg.dataset.name, "seed": _seed(cfg),
@@ -226,7 +226,10 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     except BaseException as err:  # noqa: BLE001 - every failure is recorded, then reported
         if before and isinstance(err, UserError):
             for name, data in before.items():
-                (out_dir / name).write_bytes(data)
+                if data is None:
+                    (out_dir / name).unlink(missing_ok=True)
+                else:
+                    (out_dir / name).write_bytes(data)
         else:
             # Ctrl-C: interrupted (resume=auto continues it); anything else: failed (never taken over)
             interrupted = isinstance(err, KeyboardInterrupt)

@@ -110,11 +110,15 @@ def test_corrupt_checkpoint_is_refused_with_its_name(tmp_path):
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\x80\x04not a checkpoint at all")
     (run / "run_info.json").write_text(json.dumps({"status": "failed", "overrides": ARGS}))
+    before = _bytes(run)
     done = subprocess.run(_cmd(tmp_path / "x", f"resume={run}"), env=_env(cache_dir), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 2
     assert str(ckpt) in done.stderr and "corrupt" in done.stderr
     assert "Traceback" not in done.stderr
+    # the refused resume leaves the run as it was (issue 16.2); its run.log records the attempt
+    after = _bytes(run)
+    assert after.pop("run.log", None) is not None and after == before
 
 
 @pytest.mark.parametrize("field", ["identity"])
