@@ -151,6 +151,8 @@ def _try_claim(path: Path) -> bool:
 def claim_run_dir(path: Path | str, key: str = "hydra.run.dir") -> Path:
     """``path`` if it is new or empty, else the first free ``<path>_<n>``; created and claimed atomically."""
     path = Path(path)
+    if not path.name:  # "." or "/": suffixes need a name
+        path = path.resolve()
     try:
         for n in range(10_000):
             candidate = path if n == 0 else path.with_name(f"{path.name}_{n}")

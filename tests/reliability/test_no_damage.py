@@ -39,7 +39,7 @@ def _clean_refusal(done: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 # -- 1. run directories are never shared --------------------------------------------------------------
-def test_run_dirs_are_claimed_atomically_by_racing_claims(tmp_path):
+def test_run_dirs_are_claimed_atomically_by_racing_claims(tmp_path, monkeypatch):
     wanted, got, start = tmp_path / "runs" / "same", [], threading.Barrier(8)
 
     def claim():
@@ -57,6 +57,8 @@ def test_run_dirs_are_claimed_atomically_by_racing_claims(tmp_path):
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     assert claim_run_dir(tmp_path / "mine") == tmp_path / "mine_1"
     assert claim_run_dir(tmp_path / "empty") == tmp_path / "empty"
+    monkeypatch.chdir(tmp_path / "mine")  # hydra.run.dir=. in a directory of yours
+    assert claim_run_dir(".") == tmp_path / "mine_2"
 
 
 def test_two_commands_started_at_once_get_two_run_dirs(tmp_path):
