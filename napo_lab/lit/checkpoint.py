@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,9 @@ def _restore_csv_logs(trainer, saved: dict[str, Any]) -> None:
         text = (saved.get("files") or {}).get(str(logger.log_dir))
         if text is None:
             continue
-        writer = logger.experiment  # created now: it removes the old metrics.csv
+        with warnings.catch_warnings():  # "previous log files will be deleted": they are put back below
+            warnings.filterwarnings("ignore", message=".*Previous log files.*")
+            writer = logger.experiment  # created now: it removes the old metrics.csv
         writer.metrics = []
         Path(writer.metrics_file_path).write_text(text)
         writer.metrics_keys = list(csv.DictReader(io.StringIO(text)).fieldnames or []) if text else []
