@@ -18,7 +18,7 @@ endif
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test test-slow lint format bench clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -34,6 +34,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: install   # the tests marked slow (longer end-to-end runs), left out of `make test`
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check napo_lab tests benchmarks

@@ -50,7 +50,11 @@ def seeded_candidates(
     """Seeded candidate list for one row (see ``SEEDED_RULE``)."""
     canset = np.asarray(_canset(history, target, n_items), dtype=np.int64)
     if len(canset) < n_candidates - 1:
-        raise ValueError(f"only {len(canset)} items outside the history; need {n_candidates - 1}")
+        from napo_lab.data.prepared import DataError
+
+        raise DataError(f"user {user}: only {len(canset)} items lie outside the history and target, but "
+                        f"dataset.n_candidates={n_candidates} needs {n_candidates - 1}. Lower dataset.n_candidates "
+                        "or use a larger catalogue (synthetic: dataset.n_clusters x dataset.cluster_size).")
     key = [int(seed), int(user), int(target), len(history)]
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(key)))
     picks = canset[rng.choice(len(canset), n_candidates - 1, replace=False)]

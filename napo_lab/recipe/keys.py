@@ -66,7 +66,7 @@ def sft_key(cfg: DictConfig, prepared) -> str:
 
 def checkpoint_identity(cfg: DictConfig, stage: str, prepared, loss_cfg: Any) -> str:
     """A checkpoint belongs to this model, data, stage settings, loss and seed (others are refused)."""
-    return digest({"model": model_identity(cfg), "data": prepared.name, "stage": stage_settings(cfg, stage),
+    return digest({"model": model_identity(cfg), "data": prepared.root.name, "stage": stage_settings(cfg, stage),
                    "loss": canonical(loss_cfg), "seed": int(cfg.seed)})
 
 

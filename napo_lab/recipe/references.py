@@ -29,7 +29,7 @@ from napo_lab.recipe.keys import precision
 from napo_lab.rundir import METRICS, predictions_file
 
 log = logging.getLogger(__name__)
-ZERO_SHOT_VERSION = 1
+ZERO_SHOT_VERSION = 2  # 2: keyed by the prepared data's content (its directory), not its name
 
 
 def zero_shot_key(cfg: DictConfig, prepared) -> dict:
@@ -37,7 +37,7 @@ def zero_shot_key(cfg: DictConfig, prepared) -> dict:
     m = canonical(cfg.model)
     rows = {role: (ds[f"{role}_split"], ds.get(f"{role}_limit"), ds.get("seed")) for role in cfg.eval.splits}
     return {"v": ZERO_SHOT_VERSION, "loader": m["loader"], "chat_template": m["chat_template"],
-            "data": prepared.name, "rows": rows, "prompt": [ds["domain"], ds["max_title_chars"]],
+            "data": prepared.root.name, "rows": rows, "prompt": [ds["domain"], ds["max_title_chars"]],
             "eval": [cfg.eval.protocol, cfg.eval.max_new_tokens], "forward": cfg.forward,
             "precision": precision(cfg)}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -17,10 +16,8 @@ from napo_lab.data.prepared import DataError, PreparedDataset
 from napo_lab.prepare import ensure_prepared
 
 
-def test_synthetic_contract_and_speed(tmp_path: Path):
-    start = time.perf_counter()
+def test_synthetic_contract(tmp_path: Path):
     root = ensure_prepared(dataset_cfg("synthetic"), None, tmp_path)
-    assert time.perf_counter() - start < 1.0
     ds = PreparedDataset.load(root)
     assert_contract(ds)
     assert 50 <= ds.n_items <= 100 and 200 <= len(ds.split("train")) <= 600
@@ -91,3 +88,10 @@ def test_synthetic_manifest_popularity(synthetic: PreparedDataset):
     assert len(bands) == synthetic.n_items
     head = synthetic.train_counts[bands == "head"].min()
     assert head >= synthetic.train_counts[bands == "tail"].max()
+
+
+def test_a_catalogue_too_small_for_the_candidate_lists_names_the_keys(tmp_path: Path):
+    """2 chains of 12 items cannot give 19 negatives outside a 8-item history: a DataError naming the fix."""
+    with pytest.raises(DataError, match=r"dataset.n_candidates=20 needs 19\. Lower dataset.n_candidates"):
+        ensure_prepared(dataset_cfg("synthetic", n_clusters=2, cluster_size=12), None, tmp_path)
+    assert not any(p.suffix == ".parquet" for p in tmp_path.rglob("*"))  # nothing half-written
