@@ -23,7 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from napo_lab import CONF_DIR
-from napo_lab.errors import ConfigError, report_error
+from napo_lab.errors import ConfigError, UserError, report_error
 from napo_lab.rundir import CHECKPOINTS, CONFIG, METRICS, ROLES, RUN_INFO
 
 log = logging.getLogger("napo_lab")
@@ -172,9 +172,27 @@ def _run_dir(cfg: DictConfig, overrides: list[str], multirun: bool, in_hydra: bo
     roots = [new_dir.parent.parent if multirun else new_dir.parent]
     target = resolve_run_dir(resume, new_dir, overrides, roots)
     if target != new_dir and new_dir.is_dir():
-        # Hydra made a fresh dir for this invocation: keep nothing half-written there.
+        # Hydra made a fresh dir for this invocation: keep nothing half-written there, and append this
+        # invocation's log to the continued run's run.log.
+        _move_log_files(new_dir, target)
         shutil.rmtree(new_dir, ignore_errors=True)
     return target
+
+
+def _move_log_files(old: Path, new: Path) -> None:
+    for handler in logging.getLogger().handlers:
+        path = Path(getattr(handler, "baseFilename", "") or "/")
+        if isinstance(handler, logging.FileHandler) and path.parent == old.resolve():
+            handler.acquire()
+            try:
+                handler.close()
+                written = path.read_text() if path.is_file() else ""
+                handler.baseFilename = str((new / path.name).resolve())
+                handler.mode = "a"
+                with open(handler.baseFilename, "a") as fh:
+                    fh.write(written)
+            finally:
+                handler.release()
 
 
 def execute(cfg: DictConfig, job=None) -> float | None:
@@ -191,24 +209,33 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     from napo_lab.recipe.build import global_rank
 
     rank = global_rank()
+    from napo_lab.resume import CLAIM_NOTE
+
+    for note in CLAIM_NOTE:
+        log.warning(note)
     try:
         # DDP ranks > 0 (started later by Lightning's launcher, with rank 0's environment) use the
         # directory rank 0 chose, so they resume the same checkpoint and never delete anything.
         out_dir = (_run_dir(cfg, overrides, multirun, in_hydra) if rank == 0 or RUN_DIR_ENV not in os.environ
                    else Path(os.environ[RUN_DIR_ENV]))
+        resuming = out_dir != Path(cfg.paths.output_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-    except (FileNotFoundError, OSError) as err:
+    except (FileNotFoundError, OSError, UserError) as err:  # refused before anything is written
         code = report_error(err, debug=bool(cfg.get("debug", False)))
         if multirun:  # a job that cannot even start is a failed job; the sweep goes on
             return float("nan")
         sys.exit(code)
-    if out_dir != Path(cfg.paths.output_dir):
+    if resuming:
         cfg.paths.output_dir = str(out_dir)
     from napo_lab.lit.loggers import redact
 
     if rank != 0:  # a DDP rank > 0: runs the job alongside rank 0, writes nothing
         job(cfg, out_dir)
         return None
+    # A resumed run's record is restored when the resume is refused (a foreign checkpoint, a bad
+    # setting): `resume=auto` of the original command must still find it as it was.
+    before = {name: (out_dir / name).read_bytes() if (out_dir / name).is_file() else None
+              for name in (CONFIG, RUN_INFO)} if resuming else {}
     (out_dir / CONFIG).write_text(OmegaConf.to_yaml(OmegaConf.create(
         redact(OmegaConf.to_container(cfg, resolve=True)))))
     info = {"method": method_name(cfg), "dataset": cfg.dataset.name, "seed": _seed(cfg),
@@ -220,9 +247,18 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     try:
         metrics = job(cfg, out_dir)
     except BaseException as err:  # noqa: BLE001 - every failure is recorded, then reported
-        info.update(status="failed", error=f"{type(err).__name__}: {err}",
-                    wall_time_s=time.perf_counter() - start)
-        write_json(out_dir / RUN_INFO, info)
+        if before and isinstance(err, UserError):
+            for name, data in before.items():
+                if data is None:
+                    (out_dir / name).unlink(missing_ok=True)
+                else:
+                    (out_dir / name).write_bytes(data)
+        else:
+            # Ctrl-C: interrupted (resume=auto continues it); anything else: failed (never taken over)
+            interrupted = isinstance(err, KeyboardInterrupt)
+            info.update(status="interrupted" if interrupted else "failed", error=f"{type(err).__name__}: {err}",
+                        wall_time_s=time.perf_counter() - start)
+            write_json(out_dir / RUN_INFO, info)
         if isinstance(err, KeyboardInterrupt):
             raise
         code = report_error(err, debug=bool(cfg.get("debug", False)))

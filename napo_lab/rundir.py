@@ -8,6 +8,7 @@ METRICS = "metrics.json"              # flat metrics: "<role>/<metric>", "train/
 TRAIN_METRICS = "train_metrics.csv"   # one row per optimisation step: step, stage, epoch, train/*
 ADAPTER = "adapter"                   # the trained LoRA adapter (LLM runs)
 CHECKPOINTS = "checkpoints"           # checkpoints/<stage>/last.ckpt while the run is not finished
+OWNER = ".napo_lab_run"               # created with O_EXCL when a run claims its directory (napo_lab.resume)
 
 #: Stage names, as written in train_metrics.csv, checkpoint folders, logs and the report.
 SFT, PREF = "sft", "pref"

@@ -30,7 +30,7 @@ from napo_lab.data.examples import (
 )
 from napo_lab.data.fetch import resolve
 from napo_lab.data.popularity import train_counts
-from napo_lab.data.prepared import MANIFEST, DataError, sha256_file, write_prepared
+from napo_lab.data.prepared import MANIFEST, DataError, sha256_file, verify_prepared, write_prepared
 from napo_lab.data.sampling import SDPO_RULE, SEEDED_RULE
 
 log = logging.getLogger(__name__)
@@ -126,13 +126,15 @@ def build_prepared(cfg: dict[str, Any], files: dict[str, Path], checksums: dict[
         raise DataError(f"{name}: item ids must be contiguous 0..{n_items - 1}")
     items["title"] = disambiguate_titles(items["title"].tolist(), report, name)
     n_cands, sampler = int(cfg["n_candidates"]), cfg.get("sampler", "seeded")
-    splits = {}
-    for name, df in built.splits.items():
-        df = clean_split(df, name, n_items, int(cfg["min_history"]), int(cfg["max_history"]), report)
-        if name != "train":
+    splits, raw = {}, {}
+    for split, df in built.splits.items():
+        raw[split] = len(df)
+        df = clean_split(df, split, n_items, int(cfg["min_history"]), int(cfg["max_history"]), report)
+        if split != "train" and len(df):
             df = add_candidates(df, n_items, n_cands, sampler, int(cfg.get("seed", 0)))
-            check_candidates(df, name, n_cands)
-        splits[name] = df
+            check_candidates(df, split, n_cands)
+        splits[split] = df
+    _check_not_empty(str(cfg["name"]), n_items, raw, splits, report)
     items["train_count"] = train_counts(splits["train"], n_items)
     params = _params(cfg)
     manifest: dict[str, Any] = {
@@ -160,13 +162,39 @@ def build_prepared(cfg: dict[str, Any], files: dict[str, Path], checksums: dict[
     return manifest
 
 
+def _verified(root: Path) -> bool:
+    """A cached preparation is used only when every file matches its manifest (else it is prepared again)."""
+    problem = verify_prepared(root)
+    if problem:
+        log.warning("cached prepared data %s failed its check (%s): preparing it again", root, problem)
+    return problem is None
+
+
+def _check_not_empty(dataset: str, n_items: int, raw: dict[str, int], splits: dict[str, Any],
+                     report: PrepReport) -> None:
+    """Refuse a preparation with no items or an empty split, saying why the rows went away."""
+    if n_items == 0:
+        raise DataError(f"dataset {dataset}: the source holds no items (only a header, or empty files); "
+                        "check the source files.")
+    for split, df in splits.items():
+        if len(df):
+            continue
+        why = ", ".join(f"{k.split('/', 1)[1]}: {v}" for k, v in report.warnings.items()
+                        if k.startswith(f"{split}/") and v)
+        raise DataError(
+            f"dataset {dataset}: split {split!r} has no usable rows ({raw.get(split, 0)} from the source"
+            f"{'; dropped ' + why if why else ''}). Each user needs at least dataset.min_history + 1 "
+            "interactions (and enough users for train, val and test): add data or lower dataset.min_history.")
+
+
 def ensure_prepared(dataset_cfg: Any, data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> Path:
     """Prepare ``dataset_cfg`` unless an identical preparation exists; return its directory."""
     cfg = _plain(dataset_cfg)
     cache = Path(cache_dir or os.environ.get("NAPO_LAB_CACHE_DIR") or Path.home() / ".cache" / "napo_lab")
     files = _resolve_files(cfg, data_dir, cache)
     checksums = {rel: sha256_file(path) for rel, path in sorted(files.items())}
-    entry = CacheEntry(cache / "prepared" / f"{cfg['name']}-{_fingerprint(_params(cfg), checksums)}", MANIFEST)
+    entry = CacheEntry(cache / "prepared" / f"{cfg['name']}-{_fingerprint(_params(cfg), checksums)}", MANIFEST,
+                       valid=_verified)
     if entry.ready:
         return entry.path
     start = time.perf_counter()

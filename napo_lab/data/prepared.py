@@ -101,12 +101,38 @@ def write_prepared(
     splits: Mapping[str, pd.DataFrame],
     manifest: Mapping[str, Any],
 ) -> None:
-    """Write a complete prepared dataset into the (existing, empty) directory ``root``."""
+    """Write a complete prepared dataset into the (existing, empty) directory ``root``; the manifest
+    (written last) records every file's size and sha256 (``verify_prepared`` checks them)."""
     write_table(items, ITEMS_SCHEMA, root / ITEMS_FILE)
+    names = [ITEMS_FILE]
     for name, frame in splits.items():
         schema = TRAIN_SCHEMA if name == "train" else EVAL_SCHEMA
         write_table(frame, schema, root / f"{name}.parquet")
-    write_manifest(manifest, root / MANIFEST)
+        names.append(f"{name}.parquet")
+    files = {n: {"bytes": (root / n).stat().st_size, "sha256": sha256_file(root / n)} for n in names}
+    write_manifest({**manifest, "files": files}, root / MANIFEST)
+
+
+def verify_prepared(root: Path | str) -> str | None:
+    """What is wrong with a prepared dataset directory (unreadable manifest, a file missing, truncated or
+    changed since it was written), or None when every file matches its manifest entry."""
+    root = Path(root)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        files = manifest["files"]
+        assert isinstance(files, dict) and files
+    except (OSError, ValueError, KeyError, TypeError, AssertionError) as err:
+        return f"{MANIFEST} is unreadable or lists no file checksums ({type(err).__name__})"
+    for name, want in sorted(files.items()):
+        path = root / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != want.get("bytes"):
+            return f"{name} has {size} bytes, its manifest says {want.get('bytes')} (truncated or changed)"
+        if sha256_file(path) != want.get("sha256"):
+            return f"{name} does not match its manifest checksum (changed or corrupt)"
+    return None
 
 
 class PreparedDataset:

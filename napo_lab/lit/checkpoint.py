@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,8 @@ def check_checkpoint(path: Path, identity: str) -> dict[str, Any]:
 class ResumeState(L.Callback):
     """Saves and restores the epoch position of the sampler, RNG states and the run identity."""
 
-    def __init__(self, identity: str, description: str, sampler) -> None:
-        self.identity, self.description, self.sampler = identity, description, sampler
+    def __init__(self, identity: str, description: str, sampler, history=None) -> None:
+        self.identity, self.description, self.sampler, self.history = identity, description, sampler, history
         self.consumed = 0
         self._epoch = -1
 
@@ -90,6 +91,9 @@ class ResumeState(L.Callback):
             "identity": self.identity, "description": self.description,
             "epoch": int(trainer.current_epoch), "consumed": int(self.consumed),
             "rng": {"torch": torch.get_rng_state(), "numpy": _np_state(), "python": _py_state()},
+            # the training history so far, so a resumed run's history equals an uninterrupted run's
+            "history": [dict(row) for row in self.history.rows] if self.history is not None else None,
+            "csv_logs": _csv_logs(trainer),
         }
 
     def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
@@ -104,7 +108,69 @@ class ResumeState(L.Callback):
             np.random.set_state(_np_unstate(rng["numpy"]))
         if "python" in rng:
             random.setstate(_py_unstate(rng["python"]))
+        if self.history is not None and meta.get("history") is not None:
+            self.history.rows[:] = [dict(row) for row in meta["history"]]
+        _restore_csv_logs(trainer, meta.get("csv_logs") or {})
         log.info("resuming at epoch %d after %d examples", meta["epoch"], meta["consumed"])
+
+
+def _csv_loggers(trainer) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger
+
+    return [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)] if trainer.global_rank == 0 else []
+
+
+def _csv_logs(trainer) -> dict[str, Any]:
+    """The CSV loggers' metrics files as they are at this checkpoint (flushed first), and the row this
+    step is about to log: checkpoints are saved in on_train_batch_end, before Lightning logs the step."""
+    loggers = _csv_loggers(trainer)
+    if not loggers:
+        return {}
+    out: dict[str, Any] = {"files": {}, "pending": _pending_row(trainer)}
+    for logger in loggers:
+        logger.save()
+        path = Path(logger.experiment.metrics_file_path)
+        out["files"][str(logger.log_dir)] = path.read_text() if path.is_file() else ""
+    return out
+
+
+def _pending_row(trainer) -> dict[str, Any] | None:
+    """What Lightning's logger connector will log for the current training step (its own rule), or None."""
+    from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
+
+    conn, loop = trainer._logger_connector, trainer.fit_loop
+    if loop._should_accumulate() or not conn.should_update_logs or conn._first_loop_iter is None:
+        return None
+    metrics = convert_tensors_to_scalars(conn.metrics["log"])
+    if not metrics:
+        return None
+    step = metrics.pop("step", None)
+    if step is None:
+        metrics.setdefault("epoch", trainer.current_epoch)
+        step = loop.epoch_loop._batches_that_stepped
+    return {"metrics": dict(metrics), "step": int(step)}
+
+
+def _restore_csv_logs(trainer, saved: dict[str, Any]) -> None:
+    """Put the CSV loggers' rows up to the checkpoint back (Lightning's CSV writer deletes the file of a
+    directory it finds non-empty), with the checkpoint step's own row: the resumed run appends to them."""
+    import csv
+    import io
+
+    pending = saved.get("pending")
+    for logger in _csv_loggers(trainer):
+        text = (saved.get("files") or {}).get(str(logger.log_dir))
+        if text is None:
+            continue
+        with warnings.catch_warnings():  # "previous log files will be deleted": they are put back below
+            warnings.filterwarnings("ignore", message=".*Previous log files.*")
+            writer = logger.experiment  # created now: it removes the old metrics.csv
+        writer.metrics = []
+        Path(writer.metrics_file_path).write_text(text)
+        writer.metrics_keys = list(csv.DictReader(io.StringIO(text)).fieldnames or []) if text else []
+        if pending:
+            writer.log_metrics(dict(pending["metrics"]), int(pending["step"]))
+            writer.save()
 
 
 # RNG states as tensors / plain lists so the checkpoint loads with weights_only=True.

@@ -8,6 +8,7 @@ time, frozen, under the name ``reference`` and switched in for the reference pas
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,11 @@ from napo_lab.errors import UserError
 
 REFERENCE_ADAPTER = "reference"
 WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+
+class AdapterError(UserError, RuntimeError):
+    """A saved adapter cannot be used; the message names its file."""
 
 
 def save_adapter(model, path: Path, adapter: str = "default") -> None:
@@ -27,11 +33,25 @@ def save_adapter(model, path: Path, adapter: str = "default") -> None:
     try:
         model.save_pretrained(str(tmp), selected_adapters=[adapter])
         src = tmp if adapter == "default" else tmp / adapter
+        stable_adapter_config(src)
         if path.exists():
             shutil.rmtree(path)
         os.replace(src, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stable_adapter_config(path: Path) -> None:
+    """Rewrite ``adapter_config.json`` with its sets (``target_modules``, ...) sorted: PEFT writes them in
+    set order, which varies between processes, so identical runs would differ byte for byte."""
+    config = Path(path) / CONFIG
+    if not config.is_file():
+        return
+    data = json.loads(config.read_text())
+    for key, value in data.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            data[key] = sorted(value)
+    config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def load_adapter_into(model, path: Path, adapter: str = "default") -> None:
@@ -46,9 +66,10 @@ def load_adapter_into(model, path: Path, adapter: str = "default") -> None:
             "base_model_name_or_path and r); evaluate it with that model=..., or retrain.")
     try:
         state = load_file(str(weights))
-    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
-        raise AdapterError(f"{weights} cannot be read ({str(err).splitlines()[0]}): the file is damaged or not "
-                           "a safetensors file; retrain or copy the adapter again.") from None
+    except Exception as err:  # noqa: BLE001 - truncated, corrupt or not safetensors at all
+        raise AdapterError(f"{weights} cannot be read ({type(err).__name__}: {str(err)[:120]}); it is corrupt or "
+                           "not a LoRA adapter. Delete it (a cached SFT adapter is trained again) or point at "
+                           "another adapter.") from None
     try:
         result = set_peft_model_state_dict(model, state, adapter_name=adapter)
     except RuntimeError as err:
@@ -63,7 +84,11 @@ def load_adapter_into(model, path: Path, adapter: str = "default") -> None:
 
 def attach_reference(model, adapter_path: Path) -> None:
     """Load a saved adapter a second time, frozen, as the reference policy."""
-    model.load_adapter(str(adapter_path), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    try:
+        model.load_adapter(str(adapter_path), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    except Exception as err:  # noqa: BLE001 - a corrupt file is named, whatever PEFT raised
+        raise AdapterError(f"the adapter in {adapter_path} cannot be loaded as the reference "
+                           f"({type(err).__name__}: {str(err)[:120]}); delete it to train it again.") from None
     model.set_adapter("default")
     for n, p in model.named_parameters():
         if f".{REFERENCE_ADAPTER}." in n:

@@ -31,6 +31,11 @@ def precision(cfg: DictConfig) -> str:
     return "bf16-mixed" if fast_bf16() else "32-true"
 
 
+def stage_seed(seed: int, stage: str) -> int:
+    """The seed a stage starts from: a function of (run seed, stage) alone."""
+    return int(digest({"seed": int(seed), "stage": stage}, n=8), 16)
+
+
 def model_identity(cfg: DictConfig) -> dict[str, Any]:
     m = canonical(cfg.model)
     return {"loader": m["loader"], "lora": m["lora"], "chat_template": m["chat_template"]}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
@@ -21,9 +22,9 @@ from napo_lab.lit.checkpoint import ResumeState, check_checkpoint
 from napo_lab.lit.module import RecLitModule
 from napo_lab.losses.base import PreferenceLoss
 from napo_lab.losses.sft import SFTLoss
-from napo_lab.models.adapters import WEIGHTS, load_adapter_into
+from napo_lab.models.adapters import WEIGHTS, load_adapter_into, stable_adapter_config
 from napo_lab.recipe import build
-from napo_lab.recipe.keys import checkpoint_identity, model_identity, sft_key, stage_settings
+from napo_lab.recipe.keys import checkpoint_identity, model_identity, sft_key, stage_seed, stage_settings
 from napo_lab.rundir import CHECKPOINTS, PREF, SFT
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,9 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
               providers: dict[str, Any] | None = None, ref_cache=None, negatives_scorer=None) -> RecLitModule:
     """Train the 'default' adapter for one stage with ``loss``; resumes from the stage's last checkpoint."""
     cfg = job.cfg
+    # Reseed at every stage boundary from (seed, stage): dropout and anything else drawn from the global
+    # RNGs do not depend on what ran before (an SFT stage trained here, or its adapter found cached).
+    L.seed_everything(stage_seed(int(cfg.seed), stage), workers=True, verbose=False)
     settings = stage_settings(cfg, stage)
     dm = build.datamodule(cfg, job.prepared, job.tokenizer, stage, negatives_scorer)
     for name, factory in (providers or {}).items():
@@ -68,7 +72,7 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     callbacks = [job.history.for_stage(stage), *build.callbacks(cfg),
                  *build.curve_callbacks(cfg, job.prepared, job.model, job.tokenizer, job.history, stage),
                  ResumeState(identity, f"{cfg.model.name} / {job.prepared.name} / {stage} {loss_cfg['name']}",
-                             dm.index_sampler)]
+                             dm.index_sampler, job.history)]
     ckpt_dir = Path(job.out_dir) / CHECKPOINTS / stage
     every = int(cfg.checkpoint.every_n_steps)
     if every > 0:
@@ -112,6 +116,7 @@ def sft_adapter(job: Job, log_to_loggers: bool = False) -> tuple[Path, bool]:
         if zero:
             with entry.staging() as tmp:
                 job.model.save_pretrained(str(tmp), selected_adapters=["default"])
+                stable_adapter_config(tmp)
                 atomic_write_text(tmp / "napo_lab_sft.json", json.dumps(
                     {"model": model_identity(cfg), "dataset": job.prepared.name, "sft": canonical(cfg.sft),
                      "seed": int(cfg.seed)}, indent=2, sort_keys=True, default=str))

@@ -220,7 +220,7 @@ def _trainer(check: Checker, trainer: Mapping[str, Any], c: Mapping[str, Any]) -
             check.value(f"trainer.{key}", trainer[key], tp, rules)
     world = world_size(trainer)
     for stage in ("sft", "pref"):
-        sc = c.get(stage) or {}
+        sc = c.get(stage) if isinstance(c.get(stage), Mapping) else {}
         glob, micro = sc.get("global_batch_size"), sc.get("batch_size")
         if isinstance(glob, int) and isinstance(micro, int) and micro > 0 and glob % (micro * world):
             check.bad(f"{stage}.global_batch_size", glob, f"must be a multiple of batch_size x devices = "

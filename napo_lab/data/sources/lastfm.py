@@ -37,6 +37,8 @@ def read_id2name(path: Path) -> list[str]:
         if not sep or not key.strip().isdigit():
             raise DataError(f"{path}:{lineno}: expected `id::name`, got {line[:60]!r}")
         names[int(key)] = name
+    if not names:
+        raise DataError(f"{path}: no `id::name` lines (the file is empty); it must list every item's title.")
     if sorted(names) != list(range(len(names))):
         raise DataError(f"{path}: item ids are not contiguous 0..{len(names) - 1}")
     return [names[i] for i in range(len(names))]
