@@ -45,6 +45,10 @@ _LEAF_ORDER = ("hr@1", "hr@1_valid", "valid_ratio", "valid_ratio_llara", "hr", "
 _SCORERS = ("gen", "rank", "rank_norm")
 # Seed-like overrides vary across the runs being averaged; the others name the group already.
 _GROUPING_KEYS = ("seed", "dataset", "loss", "method")
+# Run control, not a method setting: a job rerun with resume=false or with another logger or cache
+# directory is the same method (it never gets a variant label of its own).
+_RUN_CONTROL_KEYS = ("resume", "debug", "logger", "paths.cache_dir", "paths.data_dir", "paths.output_dir",
+                     "trainer.enable_progress_bar", "hydra.launcher.n_jobs")
 
 
 class NoRunsError(Exception):
@@ -118,6 +122,7 @@ def _variant_labels(runs: list[Run]) -> list[str]:
         kept = {o for o in ovs
                 if "seed" not in _override_key(o).split(".")[-1]
                 and _override_key(o) not in _GROUPING_KEYS
+                and _override_key(o) not in _RUN_CONTROL_KEYS
                 and not _override_key(o).startswith("hydra")}
         if run.info.get("model") and not any(_override_key(o) == "model" for o in ovs):
             kept.add(f"model={run.info['model']}")

@@ -21,8 +21,8 @@ WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 
 
-class AdapterError(UserError, RuntimeError):
-    """A saved adapter cannot be used; the message names its file."""
+class AdapterError(UserError, RuntimeError, ValueError):
+    """A saved adapter cannot be used here (foreign, corrupt or for another model); the message names its file."""
 
 
 def save_adapter(model, path: Path, adapter: str = "default") -> None:
@@ -109,10 +109,6 @@ def active_adapter(model, name: str):
 # ----------------------------------------------------------------------------- self-describing adapters
 RUN_CONFIG = "napo_lab_config.yaml"  # the resolved, redacted config of the run that trained the adapter
 CARD = "README.md"
-
-
-class AdapterError(UserError, ValueError):
-    """A saved adapter that cannot be used here (foreign, corrupt or for another model)."""
 
 
 def base_model_id(model_cfg: dict) -> str:

@@ -164,3 +164,15 @@ def test_time_and_count_metrics_are_never_bold(tmp_path: Path):
     md = write_report(root).read_text()
     assert "**0.5000 ± -**" in md  # quality metrics still get their best marked
     assert "**1.0000" not in md and "**9.0000" not in md  # neither the fastest nor the slowest time
+
+
+def test_run_control_overrides_are_not_method_variants(tmp_path: Path):
+    """A job rerun with resume=false (or another logger) is the same method: its seeds pool and pair."""
+    root = tmp_path / "s"
+    _run(root, "a", "sdpo", "lastfm", 1, {"test/hr@1": 0.4}, overrides=["loss=sdpo", "seed=1"])
+    _run(root, "b", "sdpo", "lastfm", 2, {"test/hr@1": 0.6}, overrides=["loss=sdpo", "seed=2", "resume=false",
+                                                                        "logger=none"])
+    write_report(root)
+    csv = pd.read_csv(root / "report.csv")
+    assert csv["method"].tolist() == ["sdpo"]
+    assert csv.set_index("method").loc["sdpo", "test/hr@1:mean"] == pytest.approx(0.5)
