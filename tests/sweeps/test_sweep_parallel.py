@@ -40,8 +40,9 @@ def test_optuna_search_two_trials(tmp_path, cache_dir):
     for name, path in jobs.items():
         info = read_json(path / "run_info.json")
         assert info["status"] == "ok" and info["method"] == "sdpo", info
-        params = dict(p.split("=", 1) for p in name.split(","))  # the trial's sampled hyper-parameters
-        assert set(params) == {"loss.objective.beta", "loss.num_negatives"}, name
+        # the trial's sampled hyper-parameters, exactly (the directory name rounds floats and adds a hash)
+        params = {k: v for k, v in (o.split("=", 1) for o in info["overrides"]) if k.startswith("loss.")}
+        assert set(params) == {"loss.objective.beta", "loss.num_negatives"}, info["overrides"]
         assert 0.1 <= float(params["loss.objective.beta"]) <= 5.0 and int(params["loss.num_negatives"]) in (1, 3, 5, 7)
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         assert cfg["loss"]["num_negatives"] == int(params["loss.num_negatives"])
