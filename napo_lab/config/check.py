@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import logging
 import math
 import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin
+
+log = logging.getLogger(__name__)
 
 MISSING_VALUE = "???"
 HYDRA_KEYS = ("_target_", "_partial_", "_recursive_", "_convert_", "_args_")
@@ -183,3 +186,36 @@ class Checker:
             self.problems.append(f"{key}: unknown option(s) {', '.join(unknown)} for {value['_target_']}; "
                                  f"allowed: {', '.join(a for a in allowed if a not in ignore)}")
         return obj
+
+
+def dataclass_from_mapping(cls: type, cfg: Any, ignored: tuple[str, ...] = ()) -> Any:
+    """Build dataclass ``cls`` from a mapping, coercing YAML strings like "1e-4" to the field's type."""
+    if cfg is None:
+        cfg = {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if not isinstance(cfg, Mapping):
+        raise TypeError(f"{cls.__name__} config must be a mapping, got {type(cfg).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(k for k in cfg if k not in fields and k not in ignored)
+    if unknown:
+        log.warning("%s: ignoring unknown keys %s", cls.__name__, unknown)
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if k not in fields:
+            continue
+        default = getattr(defaults, k)
+        if v is not None and isinstance(default, bool):
+            v = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+        elif v is not None and isinstance(default, float):
+            v = float(v)
+        elif v is not None and isinstance(default, int):
+            v = int(v)
+        kwargs[k] = v
+    return cls(**kwargs)

@@ -37,7 +37,7 @@ def test_optuna_search_two_trials(tmp_path, cache_dir):
     jobs = job_dirs(sweep)
     assert len(jobs) == 2, describe(proc)
     values = []
-    for name, path in jobs.items():
+    for path in jobs.values():
         info = read_json(path / "run_info.json")
         assert info["status"] == "ok" and info["method"] == "sdpo", info
         # the trial's sampled hyper-parameters, exactly (the directory name rounds floats and adds a hash)

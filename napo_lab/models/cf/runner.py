@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from napo_lab.cache import canonical
+from napo_lab.config.check import dataclass_from_mapping
 from napo_lab.data.ratings import RatingsProtocol, RatingsSplit, load_ratings_split
 from napo_lab.errors import UserError
 from napo_lab.metrics.full_ranking import relevant_ranks
 from napo_lab.models.cf.models import CFModel
-from napo_lab.models.preferdiff.config import dataclass_from_mapping
 
 
 def ratings_split_for(dataset_cfg: Any, data_dir: str | Path | None) -> RatingsSplit:

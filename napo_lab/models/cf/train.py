@@ -24,11 +24,10 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from napo_lab.config.check import spec
+from napo_lab.config.check import dataclass_from_mapping, spec
 from napo_lab.data.ratings import RatingsSplit
 from napo_lab.metrics.full_ranking import full_ranking_metrics
 from napo_lab.models.cf.models import BPRMF, CFModel, LightGCN
-from napo_lab.models.preferdiff.config import dataclass_from_mapping
 from napo_lab.shapley import TripletShapleyConfig, importance, loss_weights, resample, triplet_shapley
 
 log = logging.getLogger(__name__)

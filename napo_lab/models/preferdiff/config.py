@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from napo_lab.config.check import spec
+from napo_lab.config.check import dataclass_from_mapping, spec
 
 log = logging.getLogger(__name__)
 
@@ -97,36 +96,3 @@ class PreferDiffConfig:
         """Everything that changes the trained weights: the cache key (with the dataset identity)."""
         return {"arch": "preferdiff"} | {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                                          if f.name not in NON_TRAINING_KEYS}
-
-
-def dataclass_from_mapping(cls: type, cfg: Any, ignored: tuple[str, ...] = ()) -> Any:
-    """Build dataclass ``cls`` from a mapping, coercing YAML strings like "1e-4" to the field's type."""
-    if cfg is None:
-        cfg = {}
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    if not isinstance(cfg, Mapping):
-        raise TypeError(f"{cls.__name__} config must be a mapping, got {type(cfg).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(k for k in cfg if k not in fields and k not in ignored)
-    if unknown:
-        log.warning("%s: ignoring unknown keys %s", cls.__name__, unknown)
-    defaults = cls()
-    kwargs: dict[str, Any] = {}
-    for k, v in cfg.items():
-        if k not in fields:
-            continue
-        default = getattr(defaults, k)
-        if v is not None and isinstance(default, bool):
-            v = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-        elif v is not None and isinstance(default, float):
-            v = float(v)
-        elif v is not None and isinstance(default, int):
-            v = int(v)
-        kwargs[k] = v
-    return cls(**kwargs)
