@@ -226,6 +226,14 @@ def collate_train(examples: list[dict[str, Any]], max_history: int = 10) -> dict
     }
 
 
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices in batches of ``batch_size``, shortest first (a stable sort, so equal lengths keep their
+    order and all-equal lengths give the plain order): a batch of similar lengths pads little."""
+    order = np.argsort(np.asarray(lengths, dtype=np.int64), kind="stable")
+    step = max(1, int(batch_size))
+    return [order[i : i + step].tolist() for i in range(0, len(order), step)]
+
+
 def collate_eval(examples: list[dict[str, Any]], max_history: int = 10) -> dict[str, Any]:
     return {
         "prompt_ids": [e["prompt_ids"] for e in examples],
@@ -275,6 +283,18 @@ class RecDataModule(L.LightningDataModule):
         """Evaluation batches over any evaluation rows (user, history, target, candidates)."""
         return self._loader(EvalDataset(rows, self.builder), collate_eval, batch_size=self.eval_batch_size,
                             shuffle=False)
+
+    def eval_batches(self, rows, by_length: bool = True):
+        """Evaluation batches (``collate_eval`` dicts of ``eval_batch_size`` rows) over any evaluation rows,
+        users of similar prompt length together (``by_length``; else in row order, as ``loader``). Each
+        batch's ``index`` lists its rows' positions in ``rows``. Every prompt is built once, up front."""
+        dataset = EvalDataset(rows, self.builder)
+        examples = [dataset[i] for i in range(len(dataset))]
+        lengths = [len(e["prompt_ids"]) if by_length else 0 for e in examples]
+        for index in length_batches(lengths, self.eval_batch_size):
+            batch = collate_eval([examples[i] for i in index], self.max_history)
+            batch["index"] = index
+            yield batch
 
     def _loader(self, dataset, collate, **kw) -> DataLoader:
         return DataLoader(dataset, collate_fn=functools.partial(collate, max_history=self.max_history),

@@ -3,7 +3,7 @@
 A predictor fills the table's model columns for the rows it is given:
 
 * ``LLMPredictor``: ``generated`` (greedy answers, eval.protocol generation / both) and ``scores`` /
-  ``scores_norm`` (title log-likelihoods, ranking / both);
+  ``scores_norm`` (title log-likelihoods, ranking / both), both from one prompt pass per user;
 * ``SeqRecPredictor``: ``scores`` (the sequential model's logits); its answer is the top candidate;
   and ``full_ranks`` (the target's rank among all items, from the same scoring), which gives the
   full-catalogue ``full/recall@K`` and ``full/ndcg@K``.
@@ -26,11 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from napo_lab.data.datamodule import eval_rows
-from napo_lab.eval.generation import generate_answers
+from napo_lab.eval.prompt_pass import answers_and_scores
 from napo_lab.metrics.ranking import prefix_keys
 from napo_lab.metrics.table import answer_ids, metrics_from_predictions
 from napo_lab.metrics.volume import cohort_sizes, full_catalogue_metrics, volume_cohorts
-from napo_lab.models.scoring import title_logliks
 from napo_lab.rundir import predictions_file
 
 log = logging.getLogger(__name__)
@@ -55,7 +54,12 @@ class Predictor(Protocol):
 
 
 class LLMPredictor:
-    """Greedy answers and/or title log-likelihoods of an LLM recommender."""
+    """Greedy answers and/or title log-likelihoods of an LLM recommender, from one prompt pass per user
+    (napo_lab.eval.prompt_pass), in batches of users with similar prompt lengths.
+
+    Timings (seconds per user): ``gen_seconds_per_user`` = prompt pass + decoding (what generation
+    alone costs), ``rank_seconds_per_user`` = prompt pass + title scoring (what ranking alone costs),
+    ``eval_seconds_per_user`` = everything, the prompt pass counted once."""
 
     def __init__(self, model, tokenizer, datamodule, protocol: str, layout: str, max_new_tokens: int):
         self.model, self.tokenizer, self.dm = model, tokenizer, datamodule
@@ -64,18 +68,18 @@ class LLMPredictor:
         self.answers = "text" if self.generation else "top1"
 
     def predict(self, rows: pd.DataFrame, table: pd.DataFrame, role: str) -> dict[str, float]:
-        loader, n, times = self.dm.loader(rows), max(1, len(rows)), {}
-        start = time.perf_counter()
+        n, rank = max(1, len(rows)), self.protocol in ("ranking", "both")
+        out = answers_and_scores(self.model, self.tokenizer, self.dm.builder.title_ids, self.dm.eval_batches(rows),
+                                 len(rows), generate=self.generation, rank=rank, max_new_tokens=self.max_new_tokens,
+                                 layout=self.layout, desc=f"{role}: {self.protocol}")
+        s, times = out.seconds, {}
         if self.generation:
-            table["generated"] = generate_answers(self.model, self.tokenizer, loader, self.max_new_tokens,
-                                                  f"{role}: generate")
-            times["gen_seconds_per_user"] = (time.perf_counter() - start) / n
-        if self.protocol in ("ranking", "both"):
-            t0 = time.perf_counter()
-            summed, normed = title_logliks(self.model, self.dm.builder.title_ids, loader,
-                                           self.tokenizer.pad_token_id, self.layout, f"{role}: rank")
-            table["scores"], table["scores_norm"] = list(summed), list(normed)
-            times["rank_seconds_per_user"] = (time.perf_counter() - t0) / n
+            table["generated"] = out.texts
+            times["gen_seconds_per_user"] = (s["prompt"] + s["generate"]) / n
+        if rank:
+            table["scores"], table["scores_norm"] = list(out.summed), list(out.normed)
+            times["rank_seconds_per_user"] = (s["rank"] + (s["prompt"] if self.layout == "shared_prefix" else 0)) / n
+        times["eval_seconds_per_user"] = sum(s.values()) / n
         return times
 
 
