@@ -2,8 +2,9 @@
 
 train: one optimisation step (after an untimed warm-up step on short prompts), timed, with the peak
        memory of that step.
-eval:  ranking (20 candidates, shared-prefix) and generation (greedy) of the same users, interleaved
-       A B B A ..., seconds per user.
+eval:  ranking (20 candidates), generation (greedy) and both, each as before issue 17 (two passes, row
+       order) and after it (one prompt pass, batched by length), on the same users, interleaved; seconds
+       per user and peak RSS.
 refcache: S-DPO (with its reference) preference epochs over the same examples without the reference
        cache, with a cold cache (computes and stores), and with a warm one (as a later epoch over the
        same pairs, a later run or another sweep job sees it), interleaved.
@@ -34,41 +35,66 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
             "prompt_tokens": n_tokens}
 
 
+EVAL_VARIANTS = ("ranking", "generation", "both")
+
+
 def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
+    """Each protocol (ranking, generation, both) the way evaluation ran before issue 17 (``before``:
+    ``generate`` and the packed ranking forward, each over the users in row order) and now (``after``:
+    one prompt pass per user, users batched by prompt length), on the same users, interleaved; seconds
+    per user and the peak RSS of each; plus how far the two agree and how much prompt padding each did."""
+    import numpy as np
     import torch
 
     from napo_lab.eval.generation import generate_answers
+    from napo_lab.eval.prompt_pass import answers_and_scores
     from napo_lab.models.scoring import title_logliks
 
-    n_users, repeats = int(spec["users"]), int(spec["repeats"])
+    n_users, repeats, mnt = int(spec["users"]), int(spec["repeats"]), int(spec["max_new_tokens"])
     dm = setup.datamodule(0, batch_size=int(spec["batch"]), test_limit=n_users)
+    rows = dm.eval_dataset("test").rows
     loader = dm.eval_dataloader("test")
-    n = len(loader.dataset)
-    pad = setup.tokenizer.pad_token_id
-    model = setup.model
+    n, pad, model, tok, titles = len(rows), setup.tokenizer.pad_token_id, setup.model, setup.tokenizer, dm.builder.title_ids
+    results: dict[str, Any] = {}
 
-    def rank() -> tuple[float, float]:
-        with Timer(setup.device) as t:
-            title_logliks(model, dm.builder.title_ids, loader, pad, "shared_prefix", "rank")
-        return t.wall / n, t.cpu / n
+    def before(protocol: str):
+        texts = generate_answers(model, tok, loader, mnt, "generate") if protocol != "ranking" else None
+        scores = title_logliks(model, titles, loader, pad, "shared_prefix", "rank")[0] if protocol != "generation" else None
+        return texts, scores
 
-    def generate() -> tuple[float, float]:
-        with Timer(setup.device) as t:
-            generate_answers(model, setup.tokenizer, loader, int(spec["max_new_tokens"]), "generate")
-        return t.wall / n, t.cpu / n
+    def after(protocol: str):
+        out = answers_and_scores(model, tok, titles, dm.eval_batches(rows), n, generate=protocol != "ranking",
+                                 rank=protocol != "generation", max_new_tokens=mnt, desc=protocol)
+        results["tokens_after"] = out.tokens
+        return out.texts, out.summed
 
+    def timed(fn, protocol):
+        with PeakMemory(setup.device) as mem, Timer(setup.device) as t:
+            value = fn(protocol)
+        results[(fn.__name__, protocol)] = value
+        return t.wall / n, t.cpu / n, mem.peak_mb
+
+    out: dict[str, list[tuple[float, float, float]]] = {f"{p}/{w}": [] for p in EVAL_VARIANTS for w in ("before", "after")}
     with torch.no_grad():
-        # warm-up on one batch worth of users is folded into the first (discarded) pair
-        out: dict[str, list[tuple[float, float]]] = {"ranking": [], "generation": []}
-        for r in range(repeats + 1):
-            order = [("ranking", rank), ("generation", generate)]
+        for r in range(repeats + 1):  # round 0 warms up (kernels, allocator) and is discarded unless repeats == 0
+            order = [(fn, p) for p in EVAL_VARIANTS for fn in (before, after)]
+            order = order[r % len(order):] + order[: r % len(order)]
             if r % 2:
                 order.reverse()
-            for name, fn in order:
-                value = fn()
+            for fn, protocol in order:
+                value = timed(fn, protocol)
                 if r > 0 or repeats == 0:
-                    out[name].append(value)
-    return {"users": n, "per_user": out}
+                    out[f"{protocol}/{fn.__name__}"].append(value)
+    texts_b, scores_b = results[("before", "both")]
+    texts_a, scores_a = results[("after", "both")]
+    real = sum(len(p) for b in loader for p in b["prompt_ids"])
+    padded = sum(len(b["prompt_ids"]) * max(len(p) for p in b["prompt_ids"]) for b in loader)
+    agree = {"answers_equal": int(sum(a == b for a, b in zip(texts_a, texts_b))), "users": n,
+             "max_abs_score_diff": float(np.abs(scores_a - scores_b).max()),
+             "top1_equal": int((scores_a.argmax(1) == scores_b.argmax(1)).sum()),
+             "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
+    tokens = {"before": {"prompt": real, "prompt_padded": padded}, "after": results.get("tokens_after", {})}
+    return {"users": n, "per_user": out, "agreement": agree, "tokens": tokens}
 
 
 def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:

@@ -234,12 +234,15 @@ def evaluator(cfg: DictConfig, prepared: PreparedDataset) -> Evaluator:
 
 def autocast(cfg: DictConfig, llm):
     """The autocast of the trainer's mixed precision, for LLM work outside the Trainer (evaluation,
-    hard-negative ranking), so it computes as training did; a no-op at full precision."""
+    hard-negative ranking), so it computes as training did; a no-op at full precision. Without autocast's
+    cast cache: it would keep the bf16 copies of the fp32 LoRA weights made during a forward alive until
+    the context ends, small blocks between the activations that fragment the heap (glibc) and cost up to
+    ~1 GB of peak RSS on SmolLM2 (docs/performance.md); recasting those tiny weights costs nothing."""
     dtype = {"bf16-mixed": torch.bfloat16, "bf16": torch.bfloat16, "16-mixed": torch.float16,
              "16": torch.float16}.get(precision(cfg))
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(next(llm.parameters()).device.type, dtype=dtype)
+    return torch.autocast(next(llm.parameters()).device.type, dtype=dtype, cache_enabled=False)
 
 
 def global_rank() -> int:
