@@ -6,7 +6,7 @@ import csv
 
 import torch
 
-from benchmarks.run import main
+from benchmarks.run import EVAL_NAMES, main
 
 
 def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys):
@@ -20,9 +20,10 @@ def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys
     assert code == 0
     rows = list(csv.DictReader(open(out / "bench.csv")))
     variants = {r["variant"] for r in rows}
-    assert {"shared_prefix K=1", "duplicate K=3", "ranking", "generation", "no cache", "warm cache"} <= variants
+    assert {"shared_prefix K=1", "duplicate K=3", "no cache", "warm cache", *EVAL_NAMES.values()} <= variants
     assert all(float(r["median_s"]) > 0 for r in rows)
     md = (out / "bench.md").read_text()
     assert "| target | measured | met |" in md and "shared-prefix >= 3x faster" in md
+    assert "eval=both: one prompt pass faster than two passes" in md and "answers equal" in md
     assert (out / "bench.png").stat().st_size > 1000
     assert "| section | variant |" in capsys.readouterr().out
