@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from napo_lab.eval import LLMPredictor, SeqRecPredictor
 from napo_lab.lit.loggers import finish_wandb, publish
 from napo_lab.losses.sft import SFTLoss
-from napo_lab.models.adapters import attach_reference, describe_adapter, load_adapter_into, save_adapter
+from napo_lab.models.adapters import attach_reference, describe_adapter, save_adapter
 from napo_lab.recipe import build
 from napo_lab.recipe.stages import Job, fit_stage, sft_adapter
 from napo_lab.recipe.validate import validate
@@ -110,9 +110,8 @@ def evaluate_only(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     if cfg.model.kind != "llm":
         raise ValueError("napo_lab.evaluate evaluates LLM adapters; sequential models: python -m napo_lab.run model=...")
     prepared = build.data(cfg)
-    llm, tokenizer = build.model(cfg)
+    llm, tokenizer = build.model(cfg, adapter=cfg.adapter or None)  # PeftModel.from_pretrained for a saved adapter
     if cfg.adapter:
-        load_adapter_into(llm, Path(str(cfg.adapter)).expanduser())
         log.info("evaluating adapter %s", cfg.adapter)
     return evaluate_llm(cfg, prepared, llm, tokenizer, out_dir)
 
