@@ -53,7 +53,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         module = None
         if cfg.loss.stage == SFT and type(objective) is SFTLoss:
             # Plain SFT is the SFT stage every preference run starts from: share its cache both ways.
-            _, reused = sft_adapter(job, log_to_loggers=True)
+            _, reused = sft_adapter(job)
             metrics["sft/reused_cache"] = float(reused)
         elif cfg.loss.stage == SFT:  # another objective on the SFT stage (no reference, no negatives)
             module = fit_stage(job, SFT, objective)
@@ -81,7 +81,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
             metrics.update(references(cfg, prepared, llm, tokenizer, job.out_dir))
         describe_adapter(job.out_dir / ADAPTER, run_config(cfg), metrics)
-        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)}, job.out_dir)
+        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)}, job.out_dir, job.out_dir / ADAPTER)
         return metrics
     finally:
         finish_wandb()  # the next job of a multirun starts a fresh W&B run with its own settings
