@@ -98,11 +98,11 @@ def test_every_documented_command_composes_and_validates(cmd: DocCommand, tmp_pa
         return
     module = cmd.module
     assert module is not None and (REPO / (module.replace(".", "/") + ".py")).is_file(), f"no module {module}"
-    if module not in HYDRA_APPS:  # napo_lab.report: argparse
-        from napo_lab.report import main
+    if module not in HYDRA_APPS:  # napo_lab.report, napo_lab.curve: argparse
+        import importlib
 
         with pytest.raises(SystemExit) as done:
-            main(["--help"])
+            importlib.import_module(module).main(["--help"])
         assert done.value.code == 0
         return
     for job in _covering_jobs(cmd):
@@ -169,6 +169,7 @@ def produced(tmp_path_factory):
     return root, cache, {"multirun/train/<sweep-dir>": str(root / "s" / "sweep"),
                          "multirun/train/<time>": str(root / "s" / "sweep"),
                          "multirun/paper/<time>": str(root / "s" / "sweep"), "<dir>": str(root / "s" / "sweep"),
+                         "multirun/lastfm_curve": str(root / "s" / "sweep"),
                          "<run dir>": str(root / "r" / "run")}
 
 
