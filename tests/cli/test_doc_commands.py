@@ -139,11 +139,10 @@ def _runnable(cmd: DocCommand) -> str | None:
 
 
 def _shrunk(cmd: DocCommand, tmp: Path, placeholders: dict[str, str]) -> list[str]:
-    args = []
-    for a in cmd.args:
-        for key, value in placeholders.items():
-            a = a.replace(key, value)
-        args.append(a)
+    text = cmd.text  # placeholders first: `<run dir>` is one value, though shlex would split it in two
+    for key, value in placeholders.items():
+        text = text.replace(key, value)
+    args = DocCommand(cmd.source, text).args
     if cmd.module in ("napo_lab.run", "napo_lab.evaluate", "napo_lab.recommend"):
         multirun = "-m" in args or "hparams_search=" in cmd.text or "experiment=sweep_" in cmd.text
         args += [o for o in SHRINK if o.split("=")[0] not in {x.split("=")[0] for x in args}]
