@@ -77,9 +77,10 @@ def recommend(cfg: DictConfig, opts: dict):
     from napo_lab.recipe.validate import validate
 
     validate(cfg)
+    values = _history_values(opts)  # no history: said before any data is prepared
     prepared = build.data(cfg)
     titles = prepared.titles
-    history = resolve_items(_history_values(opts), titles, "history")
+    history = resolve_items(values, titles, "history")
     if not history:
         raise RecommendError("the history is empty: give at least one item id or title")
     if opts.get("candidates") is not None:
