@@ -181,7 +181,9 @@ def test_every_documented_command_runs_as_written(cmd: DocCommand, produced, tmp
     root, cache, placeholders = produced
     if cmd.words[:2] == ["wandb", "sync"]:
         pattern = cmd.text.split(" ", 2)[2]
-        for key, value in placeholders.items():
+        # `<run dir>` here is a run that logged to W&B: a job of the documented `-m logger=wandb` sweep
+        wandb_run = next(Path(placeholders["<dir>"]).glob("*/wandb")).parent
+        for key, value in {**placeholders, "<run dir>": str(wandb_run)}.items():
             pattern = pattern.replace(key, value)
         found = list(Path("/").glob(pattern.lstrip("/")))
         assert found and all(p.is_dir() for p in found), pattern
