@@ -103,6 +103,9 @@ def wandb_logger(save_dir: str, project: str = "napo_lab", entity: str | None = 
                          save_dir=str(save_dir), mode=wandb_mode(mode), tags=list(tags or []), log_model=bool(log_model),
                          config=redact(run_config or {}), reinit="finish_previous")
     logger.napo_log_adapter = bool(log_adapter)
+    init = getattr(logger, "_wandb_init", {})
+    if init.get("anonymous", False) is None:  # Lightning passes anonymous=None; W&B 0.2x+ warns about the setting
+        init.pop("anonymous")
     return logger
 
 

@@ -128,7 +128,8 @@ def test_quiet_terminal(trained):
     assert not any(ln.startswith("INFO: ") for ln in text.splitlines()), "Lightning's own handler prints a copy"
     # each stage's Trainer says its lines once (SFT, then the preference stage)
     assert sum("GPU available" in ln for ln in lightning) == sum("`Trainer.fit` stopped" in ln for ln in lightning) == 2
-    for nag in ("litlogger", "FutureWarning", "DeprecationWarning", "warnings.warn(", "is deprecated"):
+    for nag in ("litlogger", "FutureWarning", "DeprecationWarning", "warnings.warn(", "is deprecated",
+                "anonymous setting"):
         assert nag not in text, nag
     assert "This is the CPU-sized job" not in text  # only for the default job (no overrides)
     assert f"run dir: {run}" in proc.stdout.splitlines()  # one unbroken line
