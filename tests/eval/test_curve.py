@@ -56,3 +56,27 @@ def test_curve_refuses_what_it_cannot_draw_and_writes_nothing(budgets: Path, tmp
     assert main([str(tmp_path / "empty"), "--x", "sft.train_limit"]) == 2
     assert "no run directory" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_overlap_split_of_the_lastfm_curve_on_real_runs(budgets: Path, tmp_path: Path, capsys):
+    """experiments/lastfm_overlap.py: seen/unseen transitions partition the rows, and the "all" row is
+    the run's own metric against its cached zero-shot reference."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lastfm_overlap", Path(__file__).parents[2] / "experiments" / "lastfm_overlap.py")
+    overlap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(overlap)
+    assert overlap.seen_transitions(pd.DataFrame({"history": [[1, 2], [5]], "target": [3, 1]})) == {(1, 2), (2, 3), (5, 1)}
+    cache = next(budgets.parent.glob("cache*"))  # the fixture's sibling cache
+    prepared = next((cache / "prepared").iterdir())
+    out = tmp_path / "overlap.md"
+    assert overlap.main([str(budgets), "--prepared", str(prepared), "--zero-shot", str(cache / "zero_shot"),
+                         "--out", str(out)]) == 0
+    table = out.read_text().splitlines()
+    for n in BUDGETS:
+        m = json.loads((budgets / f"sft_{n}" / "metrics.json").read_text())
+        rows = {r.split(" | ")[1]: r.split(" | ") for r in table if r.startswith(f"| {n} |")}
+        assert set(rows) == {"all", "seen", "unseen"}
+        assert int(rows["seen"][2]) + int(rows["unseen"][2]) == int(rows["all"][2]) == m["test/rank/n"]
+        assert float(rows["all"][3]) == pytest.approx(m["test/rank/mrr"], abs=5e-4)
+        assert float(rows["all"][4]) == pytest.approx(m["ref/zero_shot/test/rank/mrr"], abs=5e-4)
