@@ -251,8 +251,8 @@ class StageLogger(Logger):
     """What the SFT stage logs through: the run's logger, every metric under ``<stage>/``
     (``sft/train/loss``, ``sft/epoch``), so the SFT stage and the preference stage (TRL's names,
     unprefixed) are separate curves in one W&B run, never two values at one step of one key. W&B also
-    gets ``<stage>/step`` and plots ``<stage>/*`` against it (``define_metric``): the SFT curves' x axis
-    is the SFT stage's own optimisation step."""
+    gets ``<stage>/step`` and plots ``<stage>/*`` and the validation curve ``curve/<stage>/*`` against it
+    (``define_metric``): the SFT curves' x axis is the SFT stage's own optimisation step."""
 
     def __init__(self, inner, stage: str) -> None:
         super().__init__()
@@ -265,10 +265,9 @@ class StageLogger(Logger):
     experiment = property(lambda self: self.inner.experiment)
 
     def key(self, key: str) -> str:
-        curve = f"curve/{self.stage}/"  # the validation curve already names its stage
-        if key.startswith(curve):
-            return f"{self.stage}/curve/{key[len(curve):]}"
-        return key if key.startswith(f"{self.stage}/") else f"{self.stage}/{key}"
+        if key.startswith((f"{self.stage}/", f"curve/{self.stage}/")):  # the validation curve names its stage
+            return key
+        return f"{self.stage}/{key}"
 
     @rank_zero_only
     def log_metrics(self, metrics, step=None) -> None:
@@ -278,7 +277,8 @@ class StageLogger(Logger):
         if isinstance(self.inner, WandbLogger):
             if not self._defined:
                 self.inner.experiment.define_metric(f"{self.stage}/step")
-                self.inner.experiment.define_metric(f"{self.stage}/*", step_metric=f"{self.stage}/step")
+                for pattern in (f"{self.stage}/*", f"curve/{self.stage}/*"):
+                    self.inner.experiment.define_metric(pattern, step_metric=f"{self.stage}/step")
                 self._defined = True
             if step is not None:
                 values[f"{self.stage}/step"] = step

@@ -262,6 +262,19 @@ def test_wandb_history_has_the_sft_stage_under_its_prefix(trained):
     assert all("train/rewards/accuracies" in r and not any(k.startswith("sft/") for k in r) for r in pref_rows)
 
 
+def test_stage_logger_prefixes_keys_once_and_keeps_the_validation_curve_name(tmp_path):
+    """One name everywhere: the validation curve is curve/<stage>/... in train_metrics.csv, so the
+    loggers get it under the same name (W&B plots it against the stage's own step)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from napo_lab.lit.loggers import StageLogger
+
+    lg = StageLogger(CSVLogger(str(tmp_path)), "sft")
+    assert lg.key("train/loss") == "sft/train/loss" and lg.key("sft/epoch") == "sft/epoch"
+    assert lg.key("curve/sft/val/rank/mrr") == "curve/sft/val/rank/mrr"
+    assert lg.key("curve/pref/val/rank/mrr") == "sft/curve/pref/val/rank/mrr"
+
+
 def test_wandb_adapter_artifact_is_opt_in_and_holds_the_adapter_and_card(trained):
     """logger.wandb.log_adapter=true: the trained adapter as an Artifact of type model in the (offline)
     run: the four files of <run>/adapter with W&B's MD5 digests, staged copies equal to them, the card
