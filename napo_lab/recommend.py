@@ -72,15 +72,15 @@ def recommend(cfg: DictConfig, opts: dict):
     import pandas as pd
 
     from napo_lab.eval.generation import generate_answers
-    from napo_lab.models.adapters import load_adapter_into
     from napo_lab.models.scoring import title_logliks
     from napo_lab.recipe import build
     from napo_lab.recipe.validate import validate
 
     validate(cfg)
+    values = _history_values(opts)  # no history: said before any data is prepared
     prepared = build.data(cfg)
     titles = prepared.titles
-    history = resolve_items(_history_values(opts), titles, "history")
+    history = resolve_items(values, titles, "history")
     if not history:
         raise RecommendError("the history is empty: give at least one item id or title")
     if opts.get("candidates") is not None:
@@ -89,9 +89,7 @@ def recommend(cfg: DictConfig, opts: dict):
         order = np.argsort(-np.asarray(prepared.train_counts), kind="stable")
         seen = set(history)
         cands = [int(i) for i in order if int(i) not in seen][: int(cfg.dataset.n_candidates)]
-    llm, tokenizer = build.model(cfg)
-    if cfg.get("adapter"):
-        load_adapter_into(llm, Path(str(cfg.adapter)).expanduser())
+    llm, tokenizer = build.model(cfg, adapter=cfg.get("adapter") or None)
     dm = build.datamodule(cfg, prepared, tokenizer)
     rows = pd.DataFrame({"user": [-1], "history": [history[-10:]], "target": [cands[0]], "candidates": [cands]})
     with build.autocast(cfg, llm):

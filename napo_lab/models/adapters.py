@@ -54,32 +54,76 @@ def stable_adapter_config(path: Path) -> None:
     config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def load_adapter_into(model, path: Path, adapter: str = "default") -> None:
-    """Copy saved LoRA weights into an existing adapter slot (keeps it trainable)."""
-    from peft import set_peft_model_state_dict
+def _read_weights(path: Path) -> dict:
+    """The tensors of a saved adapter; a missing or unreadable file is an AdapterError naming it."""
     from safetensors.torch import load_file
 
     weights = Path(path) / WEIGHTS
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} is missing: not a saved napo_lab adapter")
-    hint = ("it was trained on another base model or LoRA config (see adapter_config.json's "
-            "base_model_name_or_path and r); evaluate it with that model=..., or retrain.")
+        raise AdapterError(f"{weights} is missing: {path} is not a saved LoRA adapter (it needs {CONFIG} and "
+                           f"{WEIGHTS}). Point adapter= at <run dir>/adapter or a run dir.")
     try:
-        state = load_file(str(weights))
+        return load_file(str(weights))
     except Exception as err:  # noqa: BLE001 - truncated, corrupt or not safetensors at all
         raise AdapterError(f"{weights} cannot be read ({type(err).__name__}: {str(err)[:120]}); it is corrupt or "
                            "not a LoRA adapter. Delete it (a cached SFT adapter is trained again) or point at "
                            "another adapter.") from None
-    try:
-        result = set_peft_model_state_dict(model, state, adapter_name=adapter)
-    except RuntimeError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
-        first = lines[0] if lines else str(err).splitlines()[0]
-        raise AdapterError(f"{weights} does not fit this model: {len(lines) or 1} tensor(s) differ in shape, "
-                           f"e.g. {first}; {hint}") from None
-    bad = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+
+
+_MISFIT = ("it was trained on another base model or LoRA config (see adapter_config.json's "
+           "base_model_name_or_path and r); evaluate it with that model=..., or retrain.")
+
+
+def _misfit(weights: Path, err: Exception) -> AdapterError:
+    """One paragraph for an adapter whose tensors do not fit the model (instead of one line per tensor)."""
+    lines = [ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln]
+    if lines:
+        return AdapterError(f"{weights} does not fit this model: {len(lines)} tensor(s) differ in shape, "
+                            f"e.g. {lines[0]}; {_MISFIT}")
+    return AdapterError(f"{weights} does not fit this model ({str(err).splitlines()[0][:200]}); {_MISFIT}")
+
+
+def _check_keys(model, state: dict, weights: Path, adapter: str) -> None:
+    """Every tensor of the file found a place in the model (PEFT skips unknown keys silently)."""
+    from peft import get_peft_model_state_dict
+
+    known = set(get_peft_model_state_dict(model, adapter_name=adapter, save_embedding_layers=False))
+    bad = sorted(k for k in state if k not in known)
     if bad:
-        raise AdapterError(f"{weights} does not fit this model (unexpected keys such as {bad[0]}); {hint}")
+        raise AdapterError(f"{weights} does not fit this model (unexpected keys such as {bad[0]}); {_MISFIT}")
+
+
+def load_adapter(base_model, path: Path, adapter: str = "default"):
+    """A saved adapter on a base model through PEFT's own loader (``PeftModel.from_pretrained``, what a
+    user of PEFT calls), for evaluation: frozen, in inference mode. A foreign or corrupt adapter is one
+    AdapterError naming its file and the mismatch."""
+    from peft import PeftModel
+
+    path = Path(path)
+    weights = path / WEIGHTS
+    state = _read_weights(path)
+    if not (path / CONFIG).is_file():
+        raise AdapterError(f"{path / CONFIG} is missing: PEFT needs it beside {WEIGHTS}.")
+    try:
+        model = PeftModel.from_pretrained(base_model, str(path), adapter_name=adapter, is_trainable=False)
+    except (RuntimeError, ValueError, KeyError) as err:  # size mismatch; target modules not in this model
+        raise _misfit(weights, err) from None
+    _check_keys(model, state, weights, adapter)
+    return model
+
+
+def load_adapter_into(model, path: Path, adapter: str = "default") -> None:
+    """Copy saved LoRA weights into an existing, trainable adapter slot (the cached SFT adapter a
+    preference stage starts from; evaluation loads through ``load_adapter``)."""
+    from peft import set_peft_model_state_dict
+
+    weights = Path(path) / WEIGHTS
+    state = _read_weights(Path(path))
+    try:
+        set_peft_model_state_dict(model, state, adapter_name=adapter)
+    except RuntimeError as err:
+        raise _misfit(weights, err) from None
+    _check_keys(model, state, weights, adapter)
 
 
 def attach_reference(model, adapter_path: Path) -> None:

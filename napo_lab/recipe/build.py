@@ -27,6 +27,7 @@ from napo_lab.eval import Evaluator
 from napo_lab.lit.checkpoint import AtomicCheckpointIO
 from napo_lab.lit.loggers import redact
 from napo_lab.losses.base import PreferenceLoss
+from napo_lab.models.adapters import load_adapter
 from napo_lab.models.llm import apply_lora
 from napo_lab.models.logprobs import choose_layout
 from napo_lab.models.ref_cache import RefLogpCache, cache_key
@@ -51,10 +52,13 @@ def data(cfg: DictConfig) -> PreparedDataset:
     return PreparedDataset.load(ensure_prepared(cfg.dataset, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir))
 
 
-def model(cfg: DictConfig):
+def model(cfg: DictConfig, adapter: str | Path | None = None):
     """(model, tokenizer): ``model.loader`` loads the base, then a freshly initialised, seeded LoRA
-    adapter named 'default' from ``model.lora`` (a peft.LoraConfig)."""
+    adapter named 'default' from ``model.lora`` (a peft.LoraConfig), or, given ``adapter`` (a saved
+    adapter dir), that adapter through ``PeftModel.from_pretrained`` (frozen, for evaluation)."""
     base, tokenizer = make(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
+    if adapter is not None:
+        return load_adapter(base, Path(str(adapter)).expanduser()), tokenizer
     if cfg.model.gradient_checkpointing:
         base.gradient_checkpointing_enable()
         base.enable_input_require_grads()

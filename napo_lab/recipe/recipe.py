@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from napo_lab.eval import LLMPredictor, SeqRecPredictor
 from napo_lab.lit.loggers import finish_wandb, publish
 from napo_lab.losses.sft import SFTLoss
-from napo_lab.models.adapters import attach_reference, describe_adapter, load_adapter_into, save_adapter
+from napo_lab.models.adapters import attach_reference, describe_adapter, save_adapter
 from napo_lab.recipe import build
 from napo_lab.recipe.stages import Job, fit_stage, sft_adapter
 from napo_lab.recipe.validate import validate
@@ -53,7 +53,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
         module = None
         if cfg.loss.stage == SFT and type(objective) is SFTLoss:
             # Plain SFT is the SFT stage every preference run starts from: share its cache both ways.
-            _, reused = sft_adapter(job, log_to_loggers=True)
+            _, reused = sft_adapter(job)
             metrics["sft/reused_cache"] = float(reused)
         elif cfg.loss.stage == SFT:  # another objective on the SFT stage (no reference, no negatives)
             module = fit_stage(job, SFT, objective)
@@ -81,7 +81,7 @@ def train_and_evaluate(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
 
             metrics.update(references(cfg, prepared, llm, tokenizer, job.out_dir))
         describe_adapter(job.out_dir / ADAPTER, run_config(cfg), metrics)
-        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)}, job.out_dir)
+        publish(job.loggers, {k: v for k, v in metrics.items() if math.isfinite(v)}, job.out_dir, job.out_dir / ADAPTER)
         return metrics
     finally:
         finish_wandb()  # the next job of a multirun starts a fresh W&B run with its own settings
@@ -110,9 +110,8 @@ def evaluate_only(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     if cfg.model.kind != "llm":
         raise ValueError("napo_lab.evaluate evaluates LLM adapters; sequential models: python -m napo_lab.run model=...")
     prepared = build.data(cfg)
-    llm, tokenizer = build.model(cfg)
+    llm, tokenizer = build.model(cfg, adapter=cfg.adapter or None)  # PeftModel.from_pretrained for a saved adapter
     if cfg.adapter:
-        load_adapter_into(llm, Path(str(cfg.adapter)).expanduser())
         log.info("evaluating adapter %s", cfg.adapter)
     return evaluate_llm(cfg, prepared, llm, tokenizer, out_dir)
 

@@ -19,6 +19,7 @@ from napo_lab.cache import CacheEntry, atomic_write_text, canonical
 from napo_lab.data.prepared import PreparedDataset
 from napo_lab.lit.callbacks import MetricsHistory
 from napo_lab.lit.checkpoint import ResumeState, check_checkpoint
+from napo_lab.lit.loggers import StageLogger
 from napo_lab.lit.module import RecLitModule
 from napo_lab.losses.base import PreferenceLoss
 from napo_lab.losses.sft import SFTLoss
@@ -81,8 +82,8 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     resume_from = ckpt_dir / "last.ckpt"
     if resume_from.is_file():
         check_checkpoint(resume_from, identity)
-    trainer = build.trainer(cfg, settings, callbacks, job.loggers if log_to_loggers else False, every > 0,
-                            job.out_dir)
+    loggers = job.loggers if stage != SFT else [StageLogger(lg, SFT) for lg in job.loggers]  # sft/... in W&B
+    trainer = build.trainer(cfg, settings, callbacks, loggers if log_to_loggers else False, every > 0, job.out_dir)
     module.train()  # HF models load in eval mode; LoRA dropout must be active while training
     if seqrec is not None:
         seqrec.eval()
@@ -95,7 +96,7 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     return module
 
 
-def sft_adapter(job: Job, log_to_loggers: bool = False) -> tuple[Path, bool]:
+def sft_adapter(job: Job) -> tuple[Path, bool]:
     """Return (path of the SFT adapter, reused?), training it with the SFT objective and caching it
     under ``<cache>/sft_adapters/`` when missing; the model holds the adapter either way.
 
@@ -112,7 +113,7 @@ def sft_adapter(job: Job, log_to_loggers: bool = False) -> tuple[Path, bool]:
             load_adapter_into(job.model, entry.path)
             return entry.path, True
         log.info("No cached SFT adapter for these settings: training SFT first")
-        fit_stage(job, SFT, SFTLoss(history_weight=float(cfg.sft.history_weight)), log_to_loggers=log_to_loggers)
+        fit_stage(job, SFT, SFTLoss(history_weight=float(cfg.sft.history_weight)))
         if zero:
             with entry.staging() as tmp:
                 job.model.save_pretrained(str(tmp), selected_adapters=["default"])

@@ -23,8 +23,8 @@ def trained(tmp_path_factory):
     cache = root / "cache"
     run = root / "run"
     proc = run_module("napo_lab.run", ["loss=dpo", *SHRINK, "eval.references=false", "logger=wandb",
-                                       f"hydra.run.dir={run}"],
-                      root, cache)
+                                       "logger.wandb.log_adapter=true", f"hydra.run.dir={run}"],
+                      root, cache, WANDB_DATA_DIR=str(root / "wandb-data"))  # W&B stages artifact files there
     assert proc.returncode == 0, describe(proc)
     return run, proc, cache
 
@@ -128,7 +128,8 @@ def test_quiet_terminal(trained):
     assert not any(ln.startswith("INFO: ") for ln in text.splitlines()), "Lightning's own handler prints a copy"
     # each stage's Trainer says its lines once (SFT, then the preference stage)
     assert sum("GPU available" in ln for ln in lightning) == sum("`Trainer.fit` stopped" in ln for ln in lightning) == 2
-    for nag in ("litlogger", "FutureWarning", "DeprecationWarning", "warnings.warn(", "is deprecated"):
+    for nag in ("litlogger", "FutureWarning", "DeprecationWarning", "warnings.warn(", "is deprecated",
+                "anonymous setting"):
         assert nag not in text, nag
     assert "This is the CPU-sized job" not in text  # only for the default job (no overrides)
     assert f"run dir: {run}" in proc.stdout.splitlines()  # one unbroken line
@@ -234,3 +235,67 @@ def test_wandb_run_has_results_and_predictions_tables(trained):
         assert summary[f"{key}/_type"] == "table-file", key
     assert summary["predictions/test/nrows"] == 4 and summary["predictions/test/ncols"] == 7
     assert summary["results/nrows"] > 10
+
+
+def test_wandb_history_has_the_sft_stage_under_its_prefix(trained):
+    """Before: the W&B history held only the preference steps. Now the SFT stage is there too, every key
+    under sft/ and plotted against sft/step, the preference stage keeps TRL's names: both curves, and no
+    key gets two values at one step. Each logged value is the one train_metrics.csv holds for that step."""
+    from napo_lab.lit.loggers import read_offline_run
+
+    run, _, _ = trained
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    logged = read_offline_run(offline)
+    tm = pd.read_csv(run / "train_metrics.csv")
+    sft, pref = tm[tm["stage"] == "sft"], tm[tm["stage"] == "pref"]
+    sft_rows = [r for r in logged["history"] if "sft/train/loss" in r]
+    pref_rows = [r for r in logged["history"] if "train/loss" in r]
+    assert len(sft_rows) == len(sft) > 0 and len(pref_rows) == len(pref) > 0
+    assert [r["sft/train/loss"] for r in sft_rows] == pytest.approx(list(sft["train/loss"]), rel=1e-6)
+    assert [r["train/loss"] for r in pref_rows] == pytest.approx(list(pref["train/loss"]), rel=1e-6)
+    assert [r["sft/step"] for r in sft_rows] == list(range(len(sft)))  # the SFT stage's own x axis
+    assert logged["axes"]["sft/*"] == "sft/step"
+    assert max(r["_step"] for r in sft_rows) < min(r["_step"] for r in pref_rows)  # SFT first, then preference
+    for row in sft_rows:
+        assert all(k.startswith("sft/") or k.startswith("_") or k == "trainer/global_step" for k in row), row
+        assert not any(k.startswith("sft/train/rewards/") for k in row)  # SFT logs no reward metrics
+    assert all("train/rewards/accuracies" in r and not any(k.startswith("sft/") for k in r) for r in pref_rows)
+
+
+def test_stage_logger_prefixes_keys_once_and_keeps_the_validation_curve_name(tmp_path):
+    """One name everywhere: the validation curve is curve/<stage>/... in train_metrics.csv, so the
+    loggers get it under the same name (W&B plots it against the stage's own step)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from napo_lab.lit.loggers import StageLogger
+
+    lg = StageLogger(CSVLogger(str(tmp_path)), "sft")
+    assert lg.key("train/loss") == "sft/train/loss" and lg.key("sft/epoch") == "sft/epoch"
+    assert lg.key("curve/sft/val/rank/mrr") == "curve/sft/val/rank/mrr"
+    assert lg.key("curve/pref/val/rank/mrr") == "sft/curve/pref/val/rank/mrr"
+
+
+def test_wandb_adapter_artifact_is_opt_in_and_holds_the_adapter_and_card(trained):
+    """logger.wandb.log_adapter=true: the trained adapter as an Artifact of type model in the (offline)
+    run: the four files of <run>/adapter with W&B's MD5 digests, staged copies equal to them, the card
+    as its description."""
+    import base64
+    import hashlib
+
+    from napo_lab.lit.loggers import read_offline_run
+
+    run, _, _ = trained
+    (offline,) = (run / "wandb").glob("offline-run-*")
+    models = [a for a in read_offline_run(offline)["artifacts"] if a["type"] == "model"]
+    assert len(models) == 1, models
+    art, adapter = models[0], run / "adapter"
+    assert art["name"] == f"adapter-{offline.name.rsplit('-', 1)[-1]}"
+    want = {f.name: f.read_bytes() for f in adapter.iterdir()}
+    assert set(art["files"]) == set(want) == {"adapter_model.safetensors", "adapter_config.json", "README.md",
+                                              "napo_lab_config.yaml"}
+    for name, data in want.items():
+        entry = art["files"][name]
+        assert entry["digest"] == base64.b64encode(hashlib.md5(data).digest()).decode() and entry["size"] == len(data)
+        assert Path(entry["local_path"]).read_bytes() == data  # what `wandb sync` uploads
+    assert art["description"] == want["README.md"].decode()
+    assert art["metadata"]["base_model"] == "napo_lab:tiny_random" and art["metadata"]["r"] == 4

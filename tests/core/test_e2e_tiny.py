@@ -77,8 +77,10 @@ def test_sdpo_run_reuses_sft_cache_and_logs_wandb_offline(tmp_path, cache_dir):
     assert "test/hr@1" in first
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "expected one offline W&B run in the run dir"
-    summary = read_offline_run(runs[0])["summary"]
+    logged = read_offline_run(runs[0])
+    summary = logged["summary"]
     assert "train/loss" in summary and summary["test/hr@1"] == pytest.approx(first["test/hr@1"])
+    assert not [a for a in logged["artifacts"] if a["type"] == "model"]  # the adapter Artifact is opt-in
     assert any(k.startswith("train/rewards/") for k in summary)
     # Second run with the same SFT settings reuses the cached SFT adapter.
     out2 = tmp_path / "run2"

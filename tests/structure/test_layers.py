@@ -24,7 +24,7 @@ LAYERS = [
     ("eval", ["napo_lab.eval"]),
     ("recipe", ["napo_lab.recipe"]),
     ("cli", ["napo_lab.run", "napo_lab.evaluate", "napo_lab.prepare", "napo_lab.resume", "napo_lab.report",
-             "napo_lab.report_negatives", "napo_lab.plots", "napo_lab.comparisons", "napo_lab.sweep",
+             "napo_lab.report_negatives", "napo_lab.plots", "napo_lab.curve", "napo_lab.comparisons", "napo_lab.sweep",
              "napo_lab.recommend", "napo_lab.cli"]),
 ]
 ORDER = [name for name, _ in LAYERS]
