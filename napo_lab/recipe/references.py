@@ -29,7 +29,7 @@ from napo_lab.recipe.keys import precision
 from napo_lab.rundir import METRICS, predictions_file
 
 log = logging.getLogger(__name__)
-ZERO_SHOT_VERSION = 2  # 2: keyed by the prepared data's content (its directory), not its name
+ZERO_SHOT_VERSION = 3  # 2: keyed by the prepared data's content (its directory), not its name; 3: one prompt pass (bf16 rounding differs)
 
 
 def zero_shot_key(cfg: DictConfig, prepared) -> dict:
