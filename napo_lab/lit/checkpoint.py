@@ -114,10 +114,15 @@ class ResumeState(L.Callback):
         log.info("resuming at epoch %d after %d examples", meta["epoch"], meta["consumed"])
 
 
-def _csv_loggers(trainer) -> list[Any]:
+def _csv_loggers(trainer) -> list[tuple[Any, Any]]:
+    """(what the trainer logs through, the CSV logger behind it): the SFT stage logs through a
+    StageLogger (keys under ``sft/``), whose ``inner`` is the run's CSV logger."""
     from lightning.pytorch.loggers import CSVLogger
 
-    return [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)] if trainer.global_rank == 0 else []
+    if trainer.global_rank != 0:
+        return []
+    pairs = [(lg, getattr(lg, "inner", lg)) for lg in trainer.loggers]
+    return [(lg, csv_logger) for lg, csv_logger in pairs if isinstance(csv_logger, CSVLogger)]
 
 
 def _csv_logs(trainer) -> dict[str, Any]:
@@ -127,7 +132,7 @@ def _csv_logs(trainer) -> dict[str, Any]:
     if not loggers:
         return {}
     out: dict[str, Any] = {"files": {}, "pending": _pending_row(trainer)}
-    for logger in loggers:
+    for _, logger in loggers:
         logger.save()
         path = Path(logger.experiment.metrics_file_path)
         out["files"][str(logger.log_dir)] = path.read_text() if path.is_file() else ""
@@ -158,7 +163,7 @@ def _restore_csv_logs(trainer, saved: dict[str, Any]) -> None:
     import io
 
     pending = saved.get("pending")
-    for logger in _csv_loggers(trainer):
+    for outer, logger in _csv_loggers(trainer):
         text = (saved.get("files") or {}).get(str(logger.log_dir))
         if text is None:
             continue
@@ -169,7 +174,8 @@ def _restore_csv_logs(trainer, saved: dict[str, Any]) -> None:
         Path(writer.metrics_file_path).write_text(text)
         writer.metrics_keys = list(csv.DictReader(io.StringIO(text)).fieldnames or []) if text else []
         if pending:
-            writer.log_metrics(dict(pending["metrics"]), int(pending["step"]))
+            key = getattr(outer, "key", lambda k: k)  # the names the stage's logger gives its metrics
+            writer.log_metrics({key(k): v for k, v in pending["metrics"].items()}, int(pending["step"]))
             writer.save()
 
 
