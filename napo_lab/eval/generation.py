@@ -13,7 +13,8 @@ from napo_lab.progress import progress
 log = logging.getLogger(__name__)
 
 
-def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts padded on the left (the last token of every row at the same column) and their mask."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -35,7 +36,7 @@ def generate_answers(model, tokenizer, loader, max_new_tokens: int = 20, desc: s
     with progress("users") as bar:
         task = bar.add_task(desc, total=len(loader.dataset))
         for batch in loader:
-            ids, mask = _left_pad(batch["prompt_ids"], pad, device)
+            ids, mask = left_pad(batch["prompt_ids"], pad, device)
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=int(max_new_tokens),
                                  do_sample=False, num_beams=1, pad_token_id=pad,
                                  eos_token_id=tokenizer.eos_token_id, use_cache=True)

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from napo_lab.models.logprobs import _as_attention_mask, causal_lm, completion_logps
+from napo_lab.eval.generation import left_pad
+from napo_lab.models.logprobs import _as_attention_mask, causal_lm, completion_logps, pad_rows
 from napo_lab.progress import progress
 
 log = logging.getLogger(__name__)
@@ -59,16 +60,6 @@ def _cache_kwarg(decoder) -> str:
 def _out_cache(out):
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
-
-
-def _left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.as_tensor(list(s))
-        mask[i, width - len(s):] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _eos_ids(tokenizer, model) -> list[int]:
@@ -127,15 +118,8 @@ def _rank_from_cache(lm, decoder, head, cache, kw: str, mask: torch.Tensor, last
         rows.append(ids)
         seg.append(sg)
         positions.append(ps)
-    width = max(len(r) for r in rows)
-    c_ids = torch.full((bsz, width), pad_id, dtype=torch.long)
-    c_pos = torch.zeros((bsz, width), dtype=torch.long)
-    c_seg = torch.full((bsz, width), -1, dtype=torch.long)
-    for b in range(bsz):
-        n = len(rows[b])
-        c_ids[b, :n], c_pos[b, :n], c_seg[b, :n] = (torch.as_tensor(rows[b]), torch.as_tensor(positions[b]),
-                                                   torch.as_tensor(seg[b]))
-    c_ids, c_pos, c_seg = c_ids.to(device), c_pos.to(device), c_seg.to(device)
+    c_ids, c_pos, c_seg = pad_rows(rows, positions, seg, pad_id, device)
+    width = c_ids.shape[1]
     q, k = c_seg.unsqueeze(2), c_seg.unsqueeze(1)
     own = torch.ones(width, width, dtype=torch.bool, device=device).tril() & (k >= 0) & (k == q)
     own |= torch.eye(width, dtype=torch.bool, device=device)  # padded queries see themselves: no NaN rows
@@ -191,7 +175,7 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
             for batch in batches:
                 index = list(batch["index"])
                 t0 = time.perf_counter()
-                ids, mask = _left_pad(batch["prompt_ids"], pad, device)
+                ids, mask = left_pad(batch["prompt_ids"], pad, device)
                 pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
                 shared = generate or layout == "shared_prefix"
                 if shared:

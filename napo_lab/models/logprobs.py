@@ -172,6 +172,19 @@ def _prefix_cache(lm, prompts, owner, flat, pad_id, prompt_targets=None):
             _prompt_logps(head, out.last_hidden_state, range(len(prompts)), prompts, prompt_targets))
 
 
+def pad_rows(rows: list[list[int]], positions: list[list[int]], segment: list[list[int]], pad_id: int,
+             device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Packed rows of unequal length as [B, W] tensors, padded on the right: token ids (pad_id),
+    position ids (0) and segment ids (-1 = padding), on ``device``."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    for b, (r, p, s) in enumerate(zip(rows, positions, segment)):
+        ids[b, :len(r)], pos[b, :len(r)], seg[b, :len(r)] = torch.as_tensor(r), torch.as_tensor(p), torch.as_tensor(s)
+    return ids.to(device), pos.to(device), seg.to(device)
+
+
 def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None):
     """One row per prompt: [prompt | completions...] with a block-causal mask (see module doc)."""
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
@@ -187,15 +200,8 @@ def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None):
         rows[b] += list(comp)
         positions[b] += list(range(len(prompts[b]), len(prompts[b]) + len(comp)))
         segment[b] += [k + 1] * len(comp)
-    width = max(len(r) for r in rows)
-    ids = torch.full((bsz, width), pad_id, dtype=torch.long)
-    pos = torch.zeros((bsz, width), dtype=torch.long)
-    seg = torch.full((bsz, width), -1, dtype=torch.long)  # -1 = padding
-    for b in range(bsz):
-        n = len(rows[b])
-        ids[b, :n], pos[b, :n], seg[b, :n] = (torch.as_tensor(rows[b]), torch.as_tensor(positions[b]),
-                                              torch.as_tensor(segment[b]))
-    ids, pos, seg = ids.to(device), pos.to(device), seg.to(device)
+    ids, pos, seg = pad_rows(rows, positions, segment, pad_id, device)
+    width = ids.shape[1]
     q, k = seg.unsqueeze(2), seg.unsqueeze(1)
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
     allowed = causal & (k >= 0) & ((k == 0) | (k == q))
