@@ -18,7 +18,7 @@ endif
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-slow lint format bench clean
+.PHONY: install run test test-docs test-slow lint format bench clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -35,8 +35,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The slow tests (every documented command run as written on the tiny model, longer end-to-end runs),
-# left out of `make test`.
+# Every command of README.md, docs/ and experiments/README.md run as written on the tiny model (with only
+# size-shrinking overrides); `.ci/run` runs it after `make test`, so a broken documented command fails CI.
+test-docs: install
+	$(BIN)/python -m pytest -q -m slow tests/cli/test_doc_commands.py $(PYTEST_ARGS)
+
+# All the slow tests (the documented commands above, longer end-to-end runs), left out of `make test`.
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 

@@ -47,6 +47,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ref-batch", type=int, default=2)
     ap.add_argument("--ref-k", type=int, default=3)
     ap.add_argument("--ref-repeats", type=int, default=1)
+    ap.add_argument("--pack-batch", type=int, default=4, help="SFT packing: prompts per SFT step (sft.batch_size)")
+    ap.add_argument("--pack-batches", type=int, default=4, help="SFT packing: batches timed")
+    ap.add_argument("--pack-tokens", type=int, default=4096, help="SFT packing: the packed row budget")
     ap.add_argument("--min-rounds", type=int, default=1)
     ap.add_argument("--max-rounds", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=780.0,
@@ -64,6 +67,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.max_rounds = min(args.max_rounds, 2)
         args.min_rounds = args.max_rounds
         args.eval_users, args.eval_batch, args.max_new_tokens = 6, 2, 8
+        args.pack_batches = 2
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
     return args
@@ -128,7 +132,7 @@ def run_all(args) -> dict[str, Any]:
     failed: dict[str, str] = {}
     start = time.perf_counter()
     rounds, round_s = 0, 0.0
-    eval_res = ref_res = None
+    eval_res = ref_res = pack_res = None
     while rounds < args.max_rounds:
         elapsed = time.perf_counter() - start
         if rounds >= args.min_rounds and elapsed + round_s > args.budget_s:
@@ -161,8 +165,14 @@ def run_all(args) -> dict[str, Any]:
             print("  reference cache (wall, CPU s/epoch): " + ", ".join(
                 f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
                 for k, v in ref_res["epoch_s"].items()), flush=True)
+            pack_res = runner({"task": "packing", "batch": args.pack_batch, "batches": args.pack_batches,
+                               "pack_tokens": args.pack_tokens})
+            if "failed" not in pack_res:
+                print("  SFT packing (CPU s/step, padding): " + ", ".join(
+                    f"{k} {v['cpu_s_per_step']:.2f}, {100 * v['padding']:.1f}%"
+                    for k, v in pack_res["variants"].items()), flush=True)
     return {"variants": variants, "samples": samples, "failed": failed, "rounds": rounds, "eval": eval_res, "refcache": ref_res,
-            "wall_s": time.perf_counter() - start}
+            "packing": pack_res, "wall_s": time.perf_counter() - start}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +203,12 @@ def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"section": "eval", "variant": EVAL_NAMES.get(name, name), "layout": name, "loss": "", "k": 19,
                      "batch": ev["users"], **_stats([x[0] for x in vals], [x[1] for x in vals]), "unit": "s/user",
                      "peak_mb": median([x[2] for x in vals]), "growth_mb": "", "mem_method": ""})
+    pk = res.get("packing") or {}
+    for name, v in pk.get("variants", {}).items():
+        rows.append({"section": "sft packing", "variant": f"{name}: padding {100 * v['padding']:.1f}%, "
+                     f"{v['tokens_per_cpu_s']:.0f} tokens/CPU s", "layout": "shared_prefix", "loss": "sft",
+                     "k": 0, "batch": pk["batch"], **_stats([v["cpu_s_per_step"]], [v["cpu_s_per_step"]]),
+                     "unit": "s/step", "peak_mb": "", "growth_mb": "", "mem_method": ""})
     rc = res["refcache"]
     for name, vals in rc["epoch_s"].items():
         rows.append({"section": "refcache", "variant": name, "layout": "shared_prefix", "loss": "sdpo (reference)",
@@ -238,6 +254,11 @@ def targets(rows: list[dict[str, Any]], ks: list[int]) -> list[tuple[str, str, b
                   f" = {hi['growth_mb'] / max(lo['growth_mb'], 1e-9):.2f}x")
         out.append((f"shared-prefix peak memory at K={max(ks)} <= 1.5x that at K={min(ks)}",
                     f"{ratio:.2f}x (peak {hi['peak_mb']:.0f} vs {lo['peak_mb']:.0f} MB{growth})", ratio <= 1.5))
+    packing = [r for r in rows if r["section"] == "sft packing"]
+    if len(packing) == 2 and packing[0]["median_cpu_s"] and packing[1]["median_cpu_s"]:
+        ratio = packing[0]["median_cpu_s"] / packing[1]["median_cpu_s"]
+        out.append(("SFT packing: packed step faster than one prompt per row (same batches)", f"{ratio:.2f}x",
+                    ratio > 1.0))
     c, w = t("no cache"), t("warm cache")
     if c and w:
         out.append(("reference cache: warm-cache epoch faster than no-cache epoch (no numeric target)",

@@ -129,7 +129,13 @@ def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
             "misses": warm_cache.misses, "entries": len(warm_cache)}
 
 
-TASKS = {"train": run_train, "eval": run_eval, "refcache": run_refcache}
+def run_packing_task(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.packing import run_packing
+
+    return run_packing(setup, spec)
+
+
+TASKS = {"train": run_train, "eval": run_eval, "refcache": run_refcache, "packing": run_packing_task}
 
 
 def median(values: list[float]) -> float:

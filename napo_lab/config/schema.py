@@ -43,6 +43,9 @@ class Stage:
     global_batch_size: int | None = spec(None, "prompts per optimiser step over all devices; null = batch_size x "
                                                "devices (otherwise gradient accumulation is derived)", ge=1)
     train_limit: int | None = spec(None, "training examples (a seeded subset); null = the whole train split", ge=1)
+    pack_tokens: int | None = spec(None, "forward=shared_prefix: put several prompts (each with its completions) in "
+                                         "one row of at most this many tokens, each attending only to itself; "
+                                         "null = one prompt per row", ge=1)
 
 
 @dataclass

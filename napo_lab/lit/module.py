@@ -31,6 +31,7 @@ class RecLitModule(L.LightningModule):
         super().__init__()
         self.model, self.loss_fn, self.pad_id = model, loss, int(pad_id)
         self.optim_cfg, self.layout, self.stage = dict(optim), layout, stage
+        self.pack_tokens = self.optim_cfg.get("pack_tokens")  # the stage's setting (None: one prompt per row)
         self.seqrec = seqrec
         if seqrec is not None:
             for p in seqrec.parameters():
@@ -49,11 +50,12 @@ class RecLitModule(L.LightningModule):
         if not cross:
             targets = batch["history_positions"] if history else None
             logps, lengths, hist = completion_and_prompt_logps(self.model, prompts, comps, self.pad_id,
-                                                               self.layout, targets)
+                                                               self.layout, targets, self.pack_tokens)
             return _widen(logps, width), _widen(lengths, width), hist
         filler = [self.pad_id]
         pool = [c for cs in comps for c in (list(cs) + [filler] * (width - len(cs)))]
-        logps, lengths = completion_logps(self.model, prompts, [pool] * len(prompts), self.pad_id, self.layout)
+        logps, lengths = completion_logps(self.model, prompts, [pool] * len(prompts), self.pad_id, self.layout,
+                                          self.pack_tokens)
         bsz = len(prompts)
         cross_lp = logps.view(bsz, bsz, width)
         cross_len = lengths.view(bsz, bsz, width)

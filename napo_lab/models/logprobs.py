@@ -92,13 +92,16 @@ def completion_logps(
     completions: Sequence[Sequence[Sequence[int]]],
     pad_id: int,
     layout: str = "shared_prefix",
+    pack_tokens: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (logps [B, M], lengths [B, M]) for B prompts with up to M completions each.
 
     ``completions[b]`` lists token-id lists that continue ``prompts[b]``; missing slots (a prompt with
-    fewer than M completions) get log-prob 0 and length 0.
+    fewer than M completions) get log-prob 0 and length 0. ``pack_tokens`` (shared_prefix only): put
+    several prompts' blocks in one row of at most that many tokens (``pack_blocks``).
     """
-    logps, lengths, _ = completion_and_prompt_logps(model, prompts, completions, pad_id, layout)
+    logps, lengths, _ = completion_and_prompt_logps(model, prompts, completions, pad_id, layout,
+                                                    pack_tokens=pack_tokens)
     return logps, lengths
 
 
@@ -109,6 +112,7 @@ def completion_and_prompt_logps(
     pad_id: int,
     layout: str = "shared_prefix",
     prompt_targets: Sequence[Sequence[int]] | None = None,
+    pack_tokens: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``completion_logps`` plus, for each prompt b, the summed log-probs of its own tokens at the
     positions ``prompt_targets[b]`` (each predicted from the position before it; position 0 has no
@@ -118,15 +122,20 @@ def completion_and_prompt_logps(
     owner, flat = _flatten(completions)
     if not flat:
         raise ValueError("no completions to score")
-    fn = {"shared_prefix": _shared_prefix, "prefix_cache": _prefix_cache, "duplicate": _duplicate}[layout]
-    values, prompt_values = fn(causal_lm(model), prompts, owner, flat, pad_id, prompt_targets)
+    if layout == "shared_prefix":
+        values, prompt_values = _shared_prefix(causal_lm(model), prompts, owner, flat, pad_id, prompt_targets,
+                                               pack_tokens)
+    else:  # packing needs the block mask: the other layouts keep one prompt per row
+        fn = _prefix_cache if layout == "prefix_cache" else _duplicate
+        values, prompt_values = fn(causal_lm(model), prompts, owner, flat, pad_id, prompt_targets)
     logps, lengths = _unflatten(values, [len(c) for c in flat], completions)
     return logps, lengths, prompt_values
 
 
-def _prompt_logps(head, hidden: torch.Tensor, row_of: Sequence[int], prompts, targets) -> torch.Tensor | None:
+def _prompt_logps(head, hidden: torch.Tensor, row_of: Sequence[int], prompts, targets,
+                  offset: Sequence[int] | None = None) -> torch.Tensor | None:
     """[B] summed log p(prompts[b][t] | hidden at t-1) over t in targets[b]; prompt b's token t sits at
-    position t of row ``row_of[b]`` of ``hidden`` [R, T, H]."""
+    position ``offset[b] + t`` (offset 0 when None) of row ``row_of[b]`` of ``hidden`` [R, T, H]."""
     if targets is None:
         return None
     owners, pos, tokens = [], [], []
@@ -141,7 +150,8 @@ def _prompt_logps(head, hidden: torch.Tensor, row_of: Sequence[int], prompts, ta
         return out
     device = hidden.device
     rows = torch.as_tensor([row_of[b] for b in owners], device=device)
-    picked = hidden[rows, torch.as_tensor(pos, device=device) - 1].unsqueeze(0)  # [1, N, H]
+    shift = torch.as_tensor([offset[b] if offset is not None else 0 for b in owners], device=device)
+    picked = hidden[rows, torch.as_tensor(pos, device=device) - 1 + shift].unsqueeze(0)  # [1, N, H]
     ones = torch.ones(picked.shape[:2], device=device)
     per_token = _token_logps_each(head, picked, torch.as_tensor(tokens, device=device).unsqueeze(0), ones)
     return out.index_add(0, torch.as_tensor(owners, device=device), per_token[0])
@@ -185,26 +195,71 @@ def pad_rows(rows: list[list[int]], positions: list[list[int]], segment: list[li
     return ids.to(device), pos.to(device), seg.to(device)
 
 
-def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None):
-    """One row per prompt: [prompt | completions...] with a block-causal mask (see module doc)."""
+def pack_blocks(lengths: Sequence[int], pack_tokens: int | None) -> list[list[int]]:
+    """Rows of block indices: first-fit decreasing into rows of at most ``max(pack_tokens, longest)``
+    tokens (every block in a row of its own when ``pack_tokens`` is None). Deterministic: ties keep
+    the input order, and each row lists its blocks in input order."""
+    if pack_tokens is None:
+        return [[i] for i in range(len(lengths))]
+    capacity = max(int(pack_tokens), max(lengths, default=0))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        r = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if r is None:
+            rows.append([])
+            room.append(capacity)
+            r = len(rows) - 1
+        rows[r].append(i)
+        room[r] -= lengths[i]
+    return [sorted(r) for r in rows]
+
+
+def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None, pack_tokens=None):
+    """Each prompt and its completions form one block [prompt | completions...] with a block-causal mask
+    (see module doc); blocks are packed into rows of at most ``pack_tokens`` tokens (one block per row
+    when None): a block attends only to itself and positions restart at 0 in each block."""
     decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     device = head.weight.device
     bsz = len(prompts)
-    rows: list[list[int]] = [list(p) for p in prompts]
-    positions: list[list[int]] = [list(range(len(p))) for p in prompts]
-    segment: list[list[int]] = [[0] * len(p) for p in prompts]  # 0 = prompt, m+1 = completion m
-    starts, lengths = [], []
-    for k, (b, comp) in enumerate(zip(owner, flat)):
-        starts.append(len(rows[b]))
-        lengths.append(len(comp))
-        rows[b] += list(comp)
-        positions[b] += list(range(len(prompts[b]), len(prompts[b]) + len(comp)))
-        segment[b] += [k + 1] * len(comp)
-    ids, pos, seg = pad_rows(rows, positions, segment, pad_id, device)
+    comps_of: list[list[int]] = [[] for _ in range(bsz)]
+    for k, b in enumerate(owner):
+        comps_of[b].append(k)
+    block_len = [len(prompts[b]) + sum(len(flat[k]) for k in comps_of[b]) for b in range(bsz)]
+    rows: list[list[int]] = []
+    positions: list[list[int]] = []
+    example: list[list[int]] = []  # which prompt a token belongs to (-1 = padding, after pad_rows)
+    segment: list[list[int]] = []  # 0 = prompt, k+1 = completion k
+    row_of, offset = [0] * bsz, [0] * bsz
+    starts = [0] * len(flat)
+    for r, blocks in enumerate(pack_blocks(block_len, pack_tokens)):
+        ids_r: list[int] = []
+        pos_r: list[int] = []
+        ex_r: list[int] = []
+        seg_r: list[int] = []
+        for b in blocks:
+            row_of[b], offset[b] = r, len(ids_r)
+            p = list(prompts[b])
+            ids_r += p
+            pos_r += list(range(len(p)))
+            ex_r += [b] * len(p)
+            seg_r += [0] * len(p)
+            for k in comps_of[b]:
+                starts[k] = len(ids_r)
+                ids_r += list(flat[k])
+                pos_r += list(range(len(p), len(p) + len(flat[k])))
+                ex_r += [b] * len(flat[k])
+                seg_r += [k + 1] * len(flat[k])
+        rows.append(ids_r)
+        positions.append(pos_r)
+        example.append(ex_r)
+        segment.append(seg_r)
+    ids, pos, ex = pad_rows(rows, positions, example, pad_id, device)
+    seg = pad_rows(rows, positions, segment, pad_id, device)[2]
     width = ids.shape[1]
-    q, k = seg.unsqueeze(2), seg.unsqueeze(1)
+    q_ex, k_ex, q_seg, k_seg = ex.unsqueeze(2), ex.unsqueeze(1), seg.unsqueeze(2), seg.unsqueeze(1)
     causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-    allowed = causal & (k >= 0) & ((k == 0) | (k == q))
+    allowed = causal & (k_ex >= 0) & (k_ex == q_ex) & ((k_seg == 0) | (k_seg == q_seg))
     allowed |= torch.eye(width, dtype=torch.bool, device=device)  # padded queries see themselves: no NaN rows
     mask = _as_attention_mask(allowed.unsqueeze(1), lm, head.weight.dtype)
     hidden_all = decoder(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
@@ -212,12 +267,12 @@ def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None):
     c_ids, c_mask = _pad(flat, pad_id, device)
     t = torch.arange(c_ids.shape[1], device=device).unsqueeze(0)
     start = torch.as_tensor(starts, device=device).unsqueeze(1)
-    prompt_last = torch.as_tensor([len(prompts[b]) - 1 for b in owner], device=device).unsqueeze(1)
+    prompt_last = torch.as_tensor([offset[b] + len(prompts[b]) - 1 for b in owner], device=device).unsqueeze(1)
     where = torch.where(t == 0, prompt_last, start + t - 1).clamp(max=width - 1)
-    rows_idx = torch.as_tensor(owner, device=device).unsqueeze(1).expand_as(where)
+    rows_idx = torch.as_tensor([row_of[b] for b in owner], device=device).unsqueeze(1).expand_as(where)
     hidden = hidden_all[rows_idx, where]
     return (_token_logps(head, hidden, c_ids, c_mask),
-            _prompt_logps(head, hidden_all, range(bsz), prompts, prompt_targets))
+            _prompt_logps(head, hidden_all, row_of, prompts, prompt_targets, offset))
 
 
 def _as_attention_mask(allowed: torch.Tensor, lm, dtype: torch.dtype) -> torch.Tensor:

@@ -25,5 +25,10 @@ def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys
     md = (out / "bench.md").read_text()
     assert "| target | measured | met |" in md and "shared-prefix >= 3x faster" in md
     assert "eval=both: one prompt pass faster than two passes" in md and "answers equal" in md
+    packing = [r for r in rows if r["section"] == "sft packing"]
+    assert len(packing) == 2 and all(float(r["median_cpu_s"]) > 0 for r in packing)
+    assert packing[0]["variant"].startswith("one prompt per row (before): padding ")
+    assert packing[1]["variant"].startswith("packed, pack_tokens=4096: padding 0.0%")  # one row per batch: no padding
+    assert "SFT packing: packed step faster than one prompt per row" in md
     assert (out / "bench.png").stat().st_size > 1000
     assert "| section | variant |" in capsys.readouterr().out
