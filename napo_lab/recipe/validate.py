@@ -176,17 +176,20 @@ def _loss(check: Checker, loss: Any, ds: Mapping[str, Any]) -> None:
             check.bad("loss.negatives.weights", weights, f"map some of {', '.join(allowed)} to weights >= 0, "
                                                          "at least one > 0")
     before = len(check.problems)
-    if check.target("loss.objective", loss.get("objective")) is None or len(check.problems) > before:
+    cls = check.target("loss.objective", loss.get("objective"))
+    if cls is None or len(check.problems) > before:
         return
+    from napo_lab.losses.base import config_problems
+
     try:
         objective = instantiate(loss["objective"])
     except Exception as err:  # noqa: BLE001 - the loss constructor validates its own options
         cause = err.__cause__ or err
         check.problems.append(f"loss.objective ({loss.get('name')}): {cause}")
+        if typed and isinstance(cls, type):  # what the class needs from the data side, reported beside it
+            check.problems.extend(config_problems(cls, int(k)))
         return
     if typed:  # and the loss itself says what it needs from the data side (K >= 1, ...)
-        from napo_lab.losses.base import config_problems
-
         check.problems.extend(config_problems(objective, int(k)))
     needs = [f"loss.objective ({loss.get('name')})"] if getattr(objective, "needs_pref_scores", False) else []
     if typed and str(neg.get("strategy")).startswith("recpo_"):

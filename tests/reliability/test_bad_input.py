@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -29,18 +30,31 @@ def test_unknown_option_lists_the_valid_ones(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("override, needle", [
+BAD_VALUES = [
     ("loss.objective.beta=0", "beta"),
-    ("loss.num_negatives=20", "K must be < dataset.n_candidates=20"),
     ("loss.num_negatives=0", "needs K >= 1"),  # K = 0: an identically-0 loss that trains nothing
     ("pref.lr=-1", "pref.lr=-1"),
     ("sft.batch_size=0", "sft.batch_size=0"),
     ("sft.lr=abc", "expected a number"),
-])
-def test_invalid_values_exit_2_before_loading_anything(tmp_path, override, needle):
-    done = _cli(["model=tiny_random", "dataset=synthetic", "loss=sdpo", override], tmp_path)
+]
+
+
+@pytest.mark.parametrize("override, needle", [*BAD_VALUES, ("loss.num_negatives=20",
+                                                            "K must be < dataset.n_candidates=20")])
+def test_each_invalid_value_is_named(tmp_path, cache_dir, override, needle):
+    cfg = compose_cfg([*TINY, "loss=sdpo", override], tmp_path, cache_dir)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        validate(cfg)
+
+
+def test_invalid_values_exit_2_before_loading_anything_all_named_at_once(tmp_path):
+    """The command line: one paragraph naming every bad value (not only the first), exit 2, the run
+    recorded as failed, no metrics."""
+    done = _cli(["model=tiny_random", "dataset=synthetic", "loss=sdpo", *(o for o, _ in BAD_VALUES)], tmp_path)
     assert done.returncode == 2, done.stderr
-    assert needle in done.stderr and "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr
+    for _, needle in BAD_VALUES:
+        assert needle in done.stderr, (needle, done.stderr)
     info = json.loads((tmp_path / "run" / "run_info.json").read_text())
     assert info["status"] == "failed" and not (tmp_path / "run" / "metrics.json").exists()
 
