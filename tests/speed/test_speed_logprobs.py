@@ -9,29 +9,11 @@ import logging
 
 import pytest
 import torch
-from peft import LoraConfig
 
 from napo_lab.lit.module import RecLitModule
-from napo_lab.models.llm import apply_lora, load_tiny_random
 from napo_lab.models.logprobs import causal_lm, choose_layout, completion_logps
 
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    model, tok = load_tiny_random(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                                  dtype="float32")
-    model = apply_lora(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                         "down_proj"]))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:  # LoRA B starts at zero; make the adapter matter
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    model.eval()
-    return model, tok
 
 
 def _data(vocab: int):

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig
 
-from napo_lab.models.llm import apply_lora, load_tiny_random
 from napo_lab.models.logprobs import causal_lm, completion_and_prompt_logps, pack_blocks
 
 TOL = 1e-5
@@ -22,21 +20,6 @@ def test_pack_blocks_first_fit_decreasing_by_hand():
     assert pack_blocks([5, 9, 3], None) == [[0], [1], [2]]  # off: one block per row
     assert pack_blocks([5, 12, 3], 10) == [[1], [0, 2]]  # a block longer than the budget gets a row of its own
     assert pack_blocks([4, 4, 4], 100) == [[0, 1, 2]]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    model, tok = load_tiny_random(hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
-                                  dtype="float32")
-    model = apply_lora(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                                         target_modules=["q_proj", "v_proj", "up_proj", "down_proj"]))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:  # LoRA B starts at zero; make the adapter matter
-                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    model.eval()
-    return model, tok
 
 
 def _score(model, tok, prompts, completions, targets, pack_tokens):
