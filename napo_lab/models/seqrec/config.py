@@ -8,14 +8,11 @@ The cache key is derived from this object, so only keys that change the trained 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from napo_lab.config.check import spec
-
-log = logging.getLogger(__name__)
+from napo_lab.config.check import dataclass_from_mapping, spec
 
 #: Hyper-parameters each architecture actually reads; the others are ignored and kept out of its cache key.
 ARCH_KEYS: dict[str, tuple[str, ...]] = {
@@ -66,39 +63,17 @@ class SeqRecConfig:
 
     @classmethod
     def from_cfg(cls, cfg: Any) -> SeqRecConfig:
-        """Build from a dict / DictConfig / SeqRecConfig; unknown keys are logged and ignored."""
+        """Build from a dict / DictConfig / SeqRecConfig; unknown keys are logged and ignored, a null
+        value keeps the field's default (``val_split: null`` is kept: it means "no validation split")."""
         if isinstance(cfg, SeqRecConfig):
             return dataclasses.replace(cfg)
-        if cfg is None:
-            cfg = {}
-        try:
-            from omegaconf import DictConfig, OmegaConf
+        from omegaconf import DictConfig, OmegaConf
 
-            if isinstance(cfg, DictConfig):
-                cfg = OmegaConf.to_container(cfg, resolve=True)
-        except ImportError:  # pragma: no cover
-            pass
-        if not isinstance(cfg, Mapping):
-            raise TypeError(f"seqrec config must be a mapping, got {type(cfg).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(k for k in cfg if k not in fields and k not in NON_TRAINING_KEYS)
-        if unknown:
-            log.warning("seqrec config: ignoring unknown keys %s", unknown)
-        defaults = cls()
-        kwargs: dict[str, Any] = {}
-        for k, v in cfg.items():
-            if k not in fields or v is None:
-                continue
-            default = getattr(defaults, k)
-            # YAML 1.1 reads "1e-3" as a string: coerce numbers to the field's type.
-            if isinstance(default, float):
-                v = float(v)
-            elif isinstance(default, int) and not isinstance(default, bool):
-                v = int(v)
-            kwargs[k] = v
-        if "val_split" in cfg:
-            kwargs["val_split"] = cfg["val_split"]
-        return cls(**kwargs)
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        if isinstance(cfg, Mapping):
+            cfg = {k: v for k, v in cfg.items() if v is not None or k == "val_split"}
+        return dataclass_from_mapping(cls, cfg, ignored=NON_TRAINING_KEYS)
 
     def __post_init__(self) -> None:
         """Checks that span fields (the config group builds this class directly, by ``_target_``)."""
