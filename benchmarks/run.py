@@ -39,6 +39,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="prompts per NAPO step (the issue's setting: 8); with the KV-cache layout (prefix_cache) "
                          "batch 8 ran out of memory on a 23 GB machine, the packed shared_prefix layout does not")
     ap.add_argument("--napo-k", type=int, default=3)
+    ap.add_argument("--sft-batch", type=int, default=4, help="prompts per SFT step (the SFT stage's batch_size)")
     ap.add_argument("--eval-users", type=int, default=16)
     ap.add_argument("--eval-batch", type=int, default=4, help="users per evaluation batch")
     ap.add_argument("--eval-repeats", type=int, default=1)
@@ -114,6 +115,8 @@ def train_variants(args) -> list[dict[str, Any]]:
         for layout in ("shared_prefix", "prefix_cache", "duplicate"):
             out.append({"task": "train", "section": "layout", "name": f"{layout} K={k}", "layout": layout,
                         "k": k, "batch": args.batch, "loss": "sdpo"})
+    out.append({"task": "train", "section": "sft", "name": f"SFT step (shared_prefix, history loss) B={args.sft_batch}",
+                "layout": "shared_prefix", "k": 0, "batch": args.sft_batch, "loss": "sft"})
     out.append({"task": "train", "section": "napo", "name": f"NAPO share=exact (shared_prefix) B={args.napo_batch}",
                 "layout": "shared_prefix", "k": args.napo_k, "batch": args.napo_batch, "loss": "napo"})
     out.append({"task": "train", "section": "napo", "name": f"S-DPO duplicate B={args.napo_batch}",
@@ -268,9 +271,13 @@ def markdown(rows, tg, meta) -> str:
                   f"{a['answers_equal']}/{a['users']}, top-1 candidate equal {a['top1_equal']}/{a['users']}, max "
                   f"|score difference| {a['max_abs_score_diff']:.2g}. Prompt padding: "
                   + ", ".join(f"{k} {100 * v:.1f}%" for k, v in pad.items()) + " of the prompt tokens computed."]
+    if meta.get("peak"):
+        from benchmarks.efficiency import summary
+
+        lines += ["", summary(meta["peak"])]
     lines += ["", f"Memory: {next((r['mem_method'] for r in rows if r['mem_method']), 'n/a')}.", "",
               "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in tg]
+    lines += [f"| {name} | {value} | {'n/a' if ok is None else 'met' if ok else 'MISSED'} |" for name, value, ok in tg]
     return "\n".join(lines) + "\n"
 
 
@@ -322,15 +329,20 @@ def main(argv: list[str] | None = None) -> int:
           f"max_new_tokens {args.max_new_tokens}; reference cache: {args.ref_examples} examples, batch "
           f"{args.ref_batch}, K={args.ref_k}\n  rounds {args.min_rounds}..{args.max_rounds} within "
           f"{args.budget_s:.0f} s", flush=True)
+    from benchmarks import efficiency
+
+    peaks = [efficiency.measure_peak(args.threads, args.quick)]
     res = run_all(args)
+    peaks.append(efficiency.measure_peak(args.threads, args.quick))
     from benchmarks.common import env_info
 
     rows = rows_of(res)
-    tg = targets(rows, ks)
+    peak = efficiency.best_peak(peaks)
+    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k)
     env = env_info()
     env["threads"] = args.threads or env["threads"]  # what the workers ran with
     meta = {"model": model, "data": data, "device": args.device, "env": env, "rounds": res["rounds"],
-            "wall_s": res["wall_s"], "args": vars(args),
+            "wall_s": res["wall_s"], "args": vars(args), "peak": peak,
             "eval": {k: (res["eval"] or {}).get(k) for k in ("agreement", "tokens")}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
