@@ -21,6 +21,13 @@ MODES: dict[str, dict[str, Any]] = {
                          "model.loader.intermediate_size=8192", "model.loader.num_layers=16",
                          "model.loader.num_heads=32", "model.loader.num_kv_heads=8", "model.loader.dtype=bfloat16",
                          "+model.loader.max_positions=4096", "model.lora.lora_dropout=0.0"]},
+    # benchmarks/gpu_check.sh: random weights on the synthetic data (no data directory, no GGUF), loaded
+    # in fp32 (the fp32 reference of the equality check) and cast to bf16 by the check.
+    "gpu_1b": {"overrides": ["model=tiny_random", "dataset=synthetic", "model.loader.hidden_size=2048",
+                             "model.loader.intermediate_size=8192", "model.loader.num_layers=16",
+                             "model.loader.num_heads=32", "model.loader.num_kv_heads=8",
+                             "+model.loader.max_positions=4096", "model.lora.r=8"]},
+    "gpu_tiny": {"overrides": ["model=tiny_random", "dataset=synthetic"]},
 }
 
 

@@ -154,18 +154,24 @@ def batch_work(batch: dict[str, Any], history: bool = False) -> Work:
     return total
 
 
-def matmul_rate(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> dict[str, float]:
+def matmul_rate(dtype: str = "float32", n: int = 2048, repeats: int = 5, device: str = "cpu") -> dict[str, float]:
     """The best of ``repeats`` n x n x n GEMMs at torch's current thread count: FLOP per CPU second of
-    this process (all its threads) and per wall second."""
+    this process (all its threads; CPU only) and per wall second (synchronised on CUDA)."""
     import torch
 
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
     dt = getattr(torch, dtype)
-    a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+    a, b = torch.randn(n, n, device=device).to(dt), torch.randn(n, n, device=device).to(dt)
     torch.mm(a, b)  # warm-up
+    sync()
     best_cpu = best_wall = float("inf")
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
         torch.mm(a, b)
+        sync()
         best_wall, best_cpu = min(best_wall, time.perf_counter() - t), min(best_cpu, time.process_time() - c)
     work = 2.0 * n**3
     return {
