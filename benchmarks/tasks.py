@@ -160,7 +160,13 @@ def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
             "misses": warm_cache.misses, "entries": len(warm_cache)}
 
 
-TASKS = {"train": run_train, "eval": run_eval, "refcache": run_refcache}
+def run_contention(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.contention import run_contention as run
+
+    return run(setup, spec)
+
+
+TASKS = {"train": run_train, "eval": run_eval, "refcache": run_refcache, "contention": run_contention}
 
 
 def median(values: list[float]) -> float:
