@@ -3,7 +3,7 @@ loop that the benchmark starts and stops itself, for several torch / OpenMP thre
 
 Each setting runs in a fresh worker process (OpenMP reads ``OMP_WAIT_POLICY`` once, at start-up). In
 the worker, after a warm-up step, rounds alternate: one step alone, then one step while a busy-loop
-process (``python -c 'while True: pass'``) runs; the order flips every round. The slow-down of a
+process (a pure-Python loop) runs; the order flips every round. The slow-down of a
 setting is median(step beside the busy loop) / median(step alone), in wall seconds (contention costs
 waiting, which CPU seconds do not show).
 """
@@ -43,8 +43,17 @@ def settings() -> list[dict[str, Any]]:
     return out
 
 
+# A CPU-bound loop that ends by itself when its parent is gone or after 10 minutes (never an orphan).
+BUSY = """import os, time
+parent, end = os.getppid(), time.time() + 600
+while os.getppid() == parent and time.time() < end:
+    for _ in range(100000):
+        pass
+"""
+
+
 def busy_loop() -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-c", BUSY], stdin=subprocess.DEVNULL)
 
 
 def run_contention(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:

@@ -55,6 +55,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a CPU shared with other jobs a second thread mostly "
                          "spin-waits; 0 = torch's default)")
+    ap.add_argument("--contention-batch", type=int, default=4, help="prompts per SFT step in the contention test")
+    ap.add_argument("--contention-rounds", type=int, default=2,
+                    help="rounds of (step alone, step beside a busy loop) per thread setting; 0 skips the test")
     ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")
     ap.add_argument("--cache-dir", default=os.environ.get("NAPO_LAB_CACHE_DIR")
                     or str(Path.home() / ".cache" / "napo_lab"))
@@ -65,6 +68,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.max_rounds = min(args.max_rounds, 2)
         args.min_rounds = args.max_rounds
         args.eval_users, args.eval_batch, args.max_new_tokens = 6, 2, 8
+        args.contention_rounds = 0  # one fresh process per thread setting: not quick
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
     return args
@@ -334,11 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     peaks = [efficiency.measure_peak(args.threads, args.quick)]
     res = run_all(args)
     peaks.append(efficiency.measure_peak(args.threads, args.quick))
+    from benchmarks import contention
+
+    res["contention"] = contention.measure(args, mode) if args.contention_rounds else []
     from benchmarks.common import env_info
 
     rows = rows_of(res)
     peak = efficiency.best_peak(peaks)
-    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k)
+    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k) + contention.targets(res["contention"])
     env = env_info()
     env["threads"] = args.threads or env["threads"]  # what the workers ran with
     meta = {"model": model, "data": data, "device": args.device, "env": env, "rounds": res["rounds"],
