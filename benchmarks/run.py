@@ -58,6 +58,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--contention-batch", type=int, default=4, help="prompts per SFT step in the contention test")
     ap.add_argument("--contention-rounds", type=int, default=2,
                     help="rounds of (step alone, step beside a busy loop) per thread setting; 0 skips the test")
+    ap.add_argument("--worker-timeout", type=float, default=3600.0,
+                    help="seconds a worker subprocess may take (a shared, busy CPU stretches wall time)")
     ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")
     ap.add_argument("--cache-dir", default=os.environ.get("NAPO_LAB_CACHE_DIR")
                     or str(Path.home() / ".cache" / "napo_lab"))
@@ -101,9 +103,14 @@ class Runner:
             return TASKS[spec["task"]](self.setup, spec)
         from benchmarks.worker import PREFIX
 
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "NAPO_BENCH_WORKER": "1"})
+        try:
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], cwd=str(ROOT),
+                                  capture_output=True, text=True, timeout=self.args.worker_timeout,
+                                  env={**os.environ, "NAPO_BENCH_WORKER": "1"})
+        except subprocess.TimeoutExpired:
+            why = f"no result within --worker-timeout {self.args.worker_timeout:.0f} s"
+            print(f"  FAILED {spec.get('name', spec['task'])}: {why}", flush=True)
+            return {"failed": why}
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PREFIX)]
         if proc.returncode or not lines:
             why = ("killed by the system (out of memory?)" if proc.returncode in (-9, 137)
@@ -165,9 +172,12 @@ def run_all(args) -> dict[str, Any]:
                     f"{median([x[2] for x in v]):.0f}" for k, v in eval_res["per_user"].items()), flush=True)
             ref_res = runner({"task": "refcache", "examples": args.ref_examples, "batch": args.ref_batch,
                               "k": args.ref_k, "repeats": args.ref_repeats})
-            print("  reference cache (wall, CPU s/epoch): " + ", ".join(
-                f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
-                for k, v in ref_res["epoch_s"].items()), flush=True)
+            if "failed" in ref_res:
+                ref_res = None
+            else:
+                print("  reference cache (wall, CPU s/epoch): " + ", ".join(
+                    f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
+                    for k, v in ref_res["epoch_s"].items()), flush=True)
     return {"variants": variants, "samples": samples, "failed": failed, "rounds": rounds, "eval": eval_res, "refcache": ref_res,
             "wall_s": time.perf_counter() - start}
 
@@ -200,7 +210,7 @@ def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"section": "eval", "variant": EVAL_NAMES.get(name, name), "layout": name, "loss": "", "k": 19,
                      "batch": ev["users"], **_stats([x[0] for x in vals], [x[1] for x in vals]), "unit": "s/user",
                      "peak_mb": median([x[2] for x in vals]), "growth_mb": "", "mem_method": ""})
-    rc = res["refcache"]
+    rc = res["refcache"] or {"epoch_s": {}}
     for name, vals in rc["epoch_s"].items():
         rows.append({"section": "refcache", "variant": name, "layout": "shared_prefix", "loss": "sdpo (reference)",
                      "k": None, "batch": rc["examples"], **_stats([w for w, _ in vals], [c for _, c in vals]),
