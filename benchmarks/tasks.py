@@ -41,11 +41,16 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def compute_dtype(model) -> str:
-    """The dtype the frozen weights (nearly all the matmul work) run in."""
+    """The dtype most frozen weights (nearly all the matmul work) are in."""
+    from collections import Counter
+
     import torch
 
-    dtypes = [p.dtype for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
-    return str(max(set(dtypes), key=dtypes.count) if dtypes else torch.float32).replace("torch.", "")
+    count: Counter = Counter()
+    for p in model.parameters():  # by elements: the frozen reference adapter has many small fp32 tensors
+        if not p.requires_grad and p.is_floating_point():
+            count[p.dtype] += p.numel()
+    return str(count.most_common(1)[0][0] if count else torch.float32).replace("torch.", "")
 
 
 EVAL_VARIANTS = ("ranking", "generation", "both")
