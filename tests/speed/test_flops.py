@@ -65,3 +65,18 @@ def test_arch_of_the_tiny_model_matches_its_parameters():
     )
     adapters = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
     assert (dense, adapters) == (arch.weights, arch.lora_weights)
+
+
+def test_compute_dtype_counts_elements_not_tensors():
+    """bf16 base weights with a frozen fp32 adapter of many small tensors (the benchmark's reference
+    adapter): the matmul work is bf16."""
+    import torch
+
+    from benchmarks.tasks import compute_dtype
+
+    model = torch.nn.Module()
+    model.base = torch.nn.Parameter(torch.zeros(64, 64, dtype=torch.bfloat16), requires_grad=False)
+    for i in range(5):
+        model.register_parameter(f"ref{i}", torch.nn.Parameter(torch.zeros(4, 4), requires_grad=False))
+    model.trainable = torch.nn.Parameter(torch.zeros(128, 128))  # trainable: not counted
+    assert compute_dtype(model) == "bfloat16"
