@@ -21,6 +21,13 @@ MODES: dict[str, dict[str, Any]] = {
                          "model.loader.intermediate_size=8192", "model.loader.num_layers=16",
                          "model.loader.num_heads=32", "model.loader.num_kv_heads=8", "model.loader.dtype=bfloat16",
                          "+model.loader.max_positions=4096", "model.lora.lora_dropout=0.0"]},
+    # benchmarks/gpu_check.sh: random weights on the synthetic data (no data directory, no GGUF), loaded
+    # in fp32 (the fp32 reference of the equality check) and cast to bf16 by the check.
+    "gpu_1b": {"overrides": ["model=tiny_random", "dataset=synthetic", "model.loader.hidden_size=2048",
+                             "model.loader.intermediate_size=8192", "model.loader.num_layers=16",
+                             "model.loader.num_heads=32", "model.loader.num_kv_heads=8",
+                             "+model.loader.max_positions=4096", "model.lora.r=8"]},
+    "gpu_tiny": {"overrides": ["model=tiny_random", "dataset=synthetic"]},
 }
 
 
@@ -144,19 +151,20 @@ class Setup:
         return self
 
     def datamodule(self, k: int, batch_size: int = 1, train_limit: int | None = None,
-                   test_limit: int | None = None):
+                   test_limit: int | None = None, history: bool = False):
         from napo_lab.cache import canonical
         from napo_lab.data.datamodule import RecDataModule
 
         ds = dict(canonical(self.cfg.dataset))
         ds["train_limit"], ds["test_limit"] = train_limit, test_limit
         return RecDataModule(self.prepared, self.tokenizer, ds, k, {"strategy": "in_prompt"}, batch_size,
-                             batch_size, 0, int(self.cfg.seed), bool(self.cfg.model.get("chat_template", False)))
+                             batch_size, 0, int(self.cfg.seed), bool(self.cfg.model.get("chat_template", False)),
+                             history)
 
-    def train_batch(self, k: int, batch_size: int, truncate_prompt: int | None = None):
+    def train_batch(self, k: int, batch_size: int, truncate_prompt: int | None = None, history: bool = False):
         from napo_lab.data.datamodule import collate_train
 
-        dm = self.datamodule(k)
+        dm = self.datamodule(k, history=history)
         examples = [dm.train_dataset[(0, i)] for i in range(batch_size)]
         if truncate_prompt:
             for e in examples:
@@ -165,6 +173,11 @@ class Setup:
 
     def loss(self, name: str):
         from hydra.utils import instantiate
+
+        if name == "sft":  # as the SFT stage builds it (napo_lab.recipe.stages)
+            from napo_lab.losses.sft import SFTLoss
+
+            return SFTLoss(history_weight=float(self.cfg.sft.history_weight))
 
         cfg = compose(self.mode, self.cache_dir, [f"loss={name.removesuffix('_ref')}"])
         obj = instantiate(cfg.loss.objective)
@@ -175,7 +188,7 @@ class Setup:
                 obj.use_reference = False
         return obj
 
-    def module(self, loss, layout: str):
+    def module(self, loss, layout: str, stage: str = "pref"):
         import torch
 
         from napo_lab.lit.module import RecLitModule
@@ -187,7 +200,7 @@ class Setup:
             torch.manual_seed(0)
             seqrec = build_seqrec(self.cfg.seqrec, self.prepared.n_items)  # untrained: cost only
             seqrec.eval()
-        module = RecLitModule(self.model, loss, self.tokenizer.pad_token_id, {"lr": 1e-4}, layout, "pref",
+        module = RecLitModule(self.model, loss, self.tokenizer.pad_token_id, {"lr": 1e-4}, layout, stage,
                               seqrec, torch.tensor(self.prepared.train_counts, dtype=torch.float32))
         module.to(self.device)
         module.train()

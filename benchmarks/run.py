@@ -39,6 +39,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                     help="prompts per NAPO step (the issue's setting: 8); with the KV-cache layout (prefix_cache) "
                          "batch 8 ran out of memory on a 23 GB machine, the packed shared_prefix layout does not")
     ap.add_argument("--napo-k", type=int, default=3)
+    ap.add_argument("--sft-batch", type=int, default=4, help="prompts per SFT step (the SFT stage's batch_size)")
     ap.add_argument("--eval-users", type=int, default=16)
     ap.add_argument("--eval-batch", type=int, default=4, help="users per evaluation batch")
     ap.add_argument("--eval-repeats", type=int, default=1)
@@ -57,6 +58,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: on a CPU shared with other jobs a second thread mostly "
                          "spin-waits; 0 = torch's default)")
+    ap.add_argument("--contention-batch", type=int, default=4, help="prompts per SFT step in the contention test")
+    ap.add_argument("--contention-rounds", type=int, default=2,
+                    help="rounds of (step alone, step beside a busy loop) per thread setting; 0 skips the test")
+    ap.add_argument("--worker-timeout", type=float, default=3600.0,
+                    help="seconds a worker subprocess may take (a shared, busy CPU stretches wall time)")
     ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")
     ap.add_argument("--cache-dir", default=os.environ.get("NAPO_LAB_CACHE_DIR")
                     or str(Path.home() / ".cache" / "napo_lab"))
@@ -68,6 +74,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.min_rounds = args.max_rounds
         args.eval_users, args.eval_batch, args.max_new_tokens = 6, 2, 8
         args.pack_batches = 2
+        args.contention_rounds = 0  # one fresh process per thread setting: not quick
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
     return args
@@ -100,9 +107,14 @@ class Runner:
             return TASKS[spec["task"]](self.setup, spec)
         from benchmarks.worker import PREFIX
 
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], cwd=str(ROOT),
-                              capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "NAPO_BENCH_WORKER": "1"})
+        try:
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", json.dumps(spec)], cwd=str(ROOT),
+                                  capture_output=True, text=True, timeout=self.args.worker_timeout,
+                                  env={**os.environ, "NAPO_BENCH_WORKER": "1"})
+        except subprocess.TimeoutExpired:
+            why = f"no result within --worker-timeout {self.args.worker_timeout:.0f} s"
+            print(f"  FAILED {spec.get('name', spec['task'])}: {why}", flush=True)
+            return {"failed": why}
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(PREFIX)]
         if proc.returncode or not lines:
             why = ("killed by the system (out of memory?)" if proc.returncode in (-9, 137)
@@ -118,6 +130,8 @@ def train_variants(args) -> list[dict[str, Any]]:
         for layout in ("shared_prefix", "prefix_cache", "duplicate"):
             out.append({"task": "train", "section": "layout", "name": f"{layout} K={k}", "layout": layout,
                         "k": k, "batch": args.batch, "loss": "sdpo"})
+    out.append({"task": "train", "section": "sft", "name": f"SFT step (shared_prefix, history loss) B={args.sft_batch}",
+                "layout": "shared_prefix", "k": 0, "batch": args.sft_batch, "loss": "sft"})
     out.append({"task": "train", "section": "napo", "name": f"NAPO share=exact (shared_prefix) B={args.napo_batch}",
                 "layout": "shared_prefix", "k": args.napo_k, "batch": args.napo_batch, "loss": "napo"})
     out.append({"task": "train", "section": "napo", "name": f"S-DPO duplicate B={args.napo_batch}",
@@ -162,9 +176,12 @@ def run_all(args) -> dict[str, Any]:
                     f"{median([x[2] for x in v]):.0f}" for k, v in eval_res["per_user"].items()), flush=True)
             ref_res = runner({"task": "refcache", "examples": args.ref_examples, "batch": args.ref_batch,
                               "k": args.ref_k, "repeats": args.ref_repeats})
-            print("  reference cache (wall, CPU s/epoch): " + ", ".join(
-                f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
-                for k, v in ref_res["epoch_s"].items()), flush=True)
+            if "failed" in ref_res:
+                ref_res = None
+            else:
+                print("  reference cache (wall, CPU s/epoch): " + ", ".join(
+                    f"{k} {median([w for w, _ in v]):.2f}, {median([c for _, c in v]):.2f}"
+                    for k, v in ref_res["epoch_s"].items()), flush=True)
             pack_res = runner({"task": "packing", "batch": args.pack_batch, "batches": args.pack_batches,
                                "pack_tokens": args.pack_tokens})
             if "failed" not in pack_res:
@@ -209,7 +226,7 @@ def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
                      f"{v['tokens_per_cpu_s']:.0f} tokens/CPU s", "layout": "shared_prefix", "loss": "sft",
                      "k": 0, "batch": pk["batch"], **_stats([v["cpu_s_per_step"]], [v["cpu_s_per_step"]]),
                      "unit": "s/step", "peak_mb": "", "growth_mb": "", "mem_method": ""})
-    rc = res["refcache"]
+    rc = res["refcache"] or {"epoch_s": {}}
     for name, vals in rc["epoch_s"].items():
         rows.append({"section": "refcache", "variant": name, "layout": "shared_prefix", "loss": "sdpo (reference)",
                      "k": None, "batch": rc["examples"], **_stats([w for w, _ in vals], [c for _, c in vals]),
@@ -289,9 +306,13 @@ def markdown(rows, tg, meta) -> str:
                   f"{a['answers_equal']}/{a['users']}, top-1 candidate equal {a['top1_equal']}/{a['users']}, max "
                   f"|score difference| {a['max_abs_score_diff']:.2g}. Prompt padding: "
                   + ", ".join(f"{k} {100 * v:.1f}%" for k, v in pad.items()) + " of the prompt tokens computed."]
+    if meta.get("peak"):
+        from benchmarks.efficiency import summary
+
+        lines += ["", summary(meta["peak"])]
     lines += ["", f"Memory: {next((r['mem_method'] for r in rows if r['mem_method']), 'n/a')}.", "",
               "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else 'no'} |" for name, value, ok in tg]
+    lines += [f"| {name} | {value} | {'n/a' if ok is None else 'met' if ok else 'MISSED'} |" for name, value, ok in tg]
     return "\n".join(lines) + "\n"
 
 
@@ -343,15 +364,23 @@ def main(argv: list[str] | None = None) -> int:
           f"max_new_tokens {args.max_new_tokens}; reference cache: {args.ref_examples} examples, batch "
           f"{args.ref_batch}, K={args.ref_k}\n  rounds {args.min_rounds}..{args.max_rounds} within "
           f"{args.budget_s:.0f} s", flush=True)
+    from benchmarks import efficiency
+
+    peaks = [efficiency.measure_peak(args.threads, args.quick)]
     res = run_all(args)
+    peaks.append(efficiency.measure_peak(args.threads, args.quick))
+    from benchmarks import contention
+
+    res["contention"] = contention.measure(args, mode) if args.contention_rounds else []
     from benchmarks.common import env_info
 
     rows = rows_of(res)
-    tg = targets(rows, ks)
+    peak = efficiency.best_peak(peaks)
+    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k) + contention.targets(res["contention"])
     env = env_info()
     env["threads"] = args.threads or env["threads"]  # what the workers ran with
     meta = {"model": model, "data": data, "device": args.device, "env": env, "rounds": res["rounds"],
-            "wall_s": res["wall_s"], "args": vars(args),
+            "wall_s": res["wall_s"], "args": vars(args), "peak": peak,
             "eval": {k: (res["eval"] or {}).get(k) for k in ("agreement", "tokens")}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

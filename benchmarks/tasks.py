@@ -18,21 +18,39 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import PeakMemory, Setup, Timer, make_optimizer, train_step
+from benchmarks.flops import Arch, Work, batch_work, flops, generation, packed
 
 
 def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
+    sft = spec["loss"] == "sft"
     loss = setup.loss(spec["loss"])
-    module = setup.module(loss, spec["layout"])
+    module = setup.module(loss, spec["layout"], "sft" if sft else "pref")
     opt = make_optimizer(module)
     k, bsz = int(spec["k"]), int(spec["batch"])
-    warm = setup.train_batch(k, bsz, truncate_prompt=16)
-    batch = setup.train_batch(k, bsz)
+    warm = setup.train_batch(k, bsz, truncate_prompt=16, history=sft)
+    batch = setup.train_batch(k, bsz, history=sft)
     train_step(module, opt, warm, setup.device)  # allocator, kernels and optimizer state
     with PeakMemory(setup.device) as mem:
         seconds, cpu = train_step(module, opt, batch, setup.device)
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
+    work = batch_work(batch, history=sft)
     return {"seconds": seconds, "cpu_s": cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
-            "prompt_tokens": n_tokens}
+            "prompt_tokens": n_tokens, "tokens": work.tokens,
+            "flops": flops(Arch.of(setup.model), work, train=True) if spec["layout"] == "shared_prefix" else None,
+            "dtype": compute_dtype(setup.model)}
+
+
+def compute_dtype(model) -> str:
+    """The dtype most frozen weights (nearly all the matmul work) are in."""
+    from collections import Counter
+
+    import torch
+
+    count: Counter = Counter()
+    for p in model.parameters():  # by elements: the frozen reference adapter has many small fp32 tensors
+        if not p.requires_grad and p.is_floating_point():
+            count[p.dtype] += p.numel()
+    return str(count.most_common(1)[0][0] if count else torch.float32).replace("torch.", "")
 
 
 EVAL_VARIANTS = ("ranking", "generation", "both")
@@ -66,6 +84,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
         out = answers_and_scores(model, tok, titles, dm.eval_batches(rows), n, generate=protocol != "ranking",
                                  rank=protocol != "generation", max_new_tokens=mnt, desc=protocol)
         results["tokens_after"] = out.tokens
+        results[("lengths", protocol)] = out.lengths
         return out.texts, out.summed
 
     def timed(fn, protocol):
@@ -94,7 +113,24 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
              "top1_equal": int((scores_a.argmax(1) == scores_b.argmax(1)).sum()),
              "dtype": str(next(model.parameters()).dtype).replace("torch.", "")}
     tokens = {"before": {"prompt": real, "prompt_padded": padded}, "after": results.get("tokens_after", {})}
-    return {"users": n, "per_user": out, "agreement": agree, "tokens": tokens}
+    return {"users": n, "per_user": out, "agreement": agree, "tokens": tokens,
+            "work": eval_work(setup, dm, rows, results[("lengths", "ranking")], results[("lengths", "generation")]),
+            "dtype": compute_dtype(model)}
+
+
+def eval_work(setup: Setup, dm, rows, rank_lengths, gen_lengths) -> dict[str, dict[str, float]]:
+    """Useful tokens and FLOPs of ranking and of generation over the evaluated users (padding and the
+    decode steps of rows that already finished are not counted)."""
+    arch = Arch.of(setup.model)
+    rank, gen = Work(), Work()
+    for batch in dm.eval_batches(rows):
+        for i, prompt, cands in zip(batch["index"], batch["prompt_ids"], batch["candidates"].tolist()):
+            titles = [len(dm.builder.title_ids[int(c)]) for c in cands]
+            assert sum(titles) == rank_lengths["titles"][i] and len(prompt) == rank_lengths["prompt"][i]
+            rank = rank + packed(len(prompt), titles)
+            gen = gen + generation(len(prompt), gen_lengths["answer"][i])
+    return {name: {"tokens": w.tokens, "pairs": w.pairs, "head": w.head, "flops": flops(arch, w)}
+            for name, w in (("ranking", rank), ("generation", gen))}
 
 
 def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +171,14 @@ def run_packing_task(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     return run_packing(setup, spec)
 
 
-TASKS = {"train": run_train, "eval": run_eval, "refcache": run_refcache, "packing": run_packing_task}
+def run_contention(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
+    from benchmarks.contention import run_contention as run
+
+    return run(setup, spec)
+
+
+TASKS = {"train": run_train, "eval": run_eval, "refcache": run_refcache, "packing": run_packing_task,
+         "contention": run_contention}
 
 
 def median(values: list[float]) -> float:

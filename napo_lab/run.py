@@ -209,6 +209,17 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     from napo_lab.recipe.build import global_rank
 
     rank = global_rank()
+    from napo_lab.recipe.build import cpu_threads
+
+    try:  # before anything is written
+        threads = cpu_threads(cfg.get("cpu_threads", "auto"))
+    except UserError as err:
+        sys.exit(report_error(err, debug=bool(cfg.get("debug", False))))
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    log.info("torch CPU threads: %d (cpu_threads=%s)", torch.get_num_threads(), cfg.get("cpu_threads", "auto"))
     from napo_lab.resume import CLAIM_NOTE
 
     for note in CLAIM_NOTE:

@@ -50,6 +50,9 @@ class PassOutput:
     normed: np.ndarray | None
     seconds: dict[str, float] = field(default_factory=dict)  # prompt / rank / generate
     tokens: dict[str, int] = field(default_factory=dict)  # real and padded prompt tokens
+    # Per row, in input order: its prompt tokens, candidate-title tokens scored and answer tokens
+    # generated (up to and including EOS); the work the benchmark counts FLOPs from.
+    lengths: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _cache_kwarg(decoder) -> str:
@@ -169,6 +172,7 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
     summed = normed = None
     seconds = {"prompt": 0.0, "rank": 0.0, "generate": 0.0}
     tokens = {"prompt": 0, "prompt_padded": 0}
+    per_row = {"prompt": [0] * n, "titles": [0] * n, "answer": [0] * n}
     try:
         with progress("users") as bar:
             task = bar.add_task(desc, total=n)
@@ -183,10 +187,14 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
                     cache, last = _out_cache(out), out.last_hidden_state[:, -1:, :]
                 tokens["prompt"] += int(mask.sum())
                 tokens["prompt_padded"] += int(mask.numel())
+                for i, m in zip(index, mask.sum(1).tolist()):
+                    per_row["prompt"][i] = int(m)
                 t1 = time.perf_counter()
                 seconds["prompt"] += t1 - t0
                 if rank:
                     comps = [[title_ids[int(c)] for c in row] for row in batch["candidates"].tolist()]
+                    for i, cs in zip(index, comps):
+                        per_row["titles"][i] = sum(len(c) for c in cs)
                     if layout == "shared_prefix":
                         logps, lengths = _rank_from_cache(lm, decoder, head, cache, kw, mask, last, comps, pad)
                         _crop(cache, ids.shape[1])
@@ -203,6 +211,9 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
                     new = _greedy(decoder, head, cache, kw, mask, pos, last, max_new_tokens, pad, eos)
                     for i, text in zip(index, tokenizer.batch_decode(new, skip_special_tokens=True)):
                         texts[i] = text
+                    for i, row in zip(index, new.tolist()):
+                        ends = [t for t, tok in enumerate(row) if tok in eos]
+                        per_row["answer"][i] = ends[0] + 1 if ends else len(row)
                 seconds["generate"] += time.perf_counter() - t2
                 bar.advance(task, len(index))
     finally:
@@ -211,4 +222,4 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
         summed, normed = np.zeros((n, 0)), np.zeros((n, 0))
     log.info("%s: %d users in %.1f s (prompt %.1f s, rank %.1f s, generate %.1f s)", desc, n,
              sum(seconds.values()), seconds["prompt"], seconds["rank"], seconds["generate"])
-    return PassOutput(texts, summed, normed, seconds, tokens)
+    return PassOutput(texts, summed, normed, seconds, tokens, per_row)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,25 @@ def make(node: Any, **kwargs: Any) -> Any:
 def data(cfg: DictConfig) -> PreparedDataset:
     """The prepared dataset (prepared once per content, then read from the cache)."""
     return PreparedDataset.load(ensure_prepared(cfg.dataset, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir))
+
+
+def cpu_threads(setting: Any) -> int | None:
+    """torch's CPU threads for a job (config ``cpu_threads``, docs/performance.md "Threads under
+    contention"): ``auto`` = one fewer than the CPUs this process may use (at least 1) unless
+    OMP_NUM_THREADS is set (then None: torch already follows it); a positive integer; null = torch's
+    default (one thread per core). With every core busy, one descheduled thread stalls the others at
+    each parallel region; a spare core keeps a competing process off the LLM's threads."""
+    if setting is None:
+        return None
+    if setting == "auto":
+        if os.environ.get("OMP_NUM_THREADS"):
+            return None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores - 1)
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1:
+        return setting
+    raise UserError(f"cpu_threads={setting!r} is not a thread count: use auto, null (torch's default) or a "
+                    "positive integer, e.g. cpu_threads=2")
 
 
 def model(cfg: DictConfig, adapter: str | Path | None = None):

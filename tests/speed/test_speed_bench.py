@@ -30,5 +30,13 @@ def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys
     assert packing[0]["variant"].startswith("one prompt per row (before): padding ")
     assert packing[1]["variant"].startswith("packed, pack_tokens=4096: padding 0.0%")  # one row per batch: no padding
     assert "SFT packing: packed step faster than one prompt per row" in md
+    # issue 17 item 1: efficiency against the GEMM peak measured in the same run, one row each, with met/missed
+    for name in ("SFT step: achieved FLOP/s", "S-DPO shared-prefix step (K=3): achieved FLOP/s",
+                 "ranking evaluation: achieved FLOP/s", "generation evaluation: achieved FLOP/s",
+                 "ranking time <= 1.25x its token-count bound relative to generation"):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {name}"))
+        assert line.endswith(("| met |", "| MISSED |", "| n/a |")), line
+    assert "Matmul peak (best n x n GEMM, torch threads 1): fp32 " in md and "load average" in md
+    assert any(r["variant"].startswith("SFT step") and float(r["median_cpu_s"]) > 0 for r in rows)
     assert (out / "bench.png").stat().st_size > 1000
     assert "| section | variant |" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""Efficiency against the machine's own limit (issue 17, item 1): model FLOPs of each measured task
+(benchmarks.flops) over its CPU seconds, as a fraction of the matmul rate measured in the same run.
+
+Both sides use this process's CPU seconds (all its threads), so the fraction says how much of the
+arithmetic the CPU time it got could have done went into the model, whatever else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+TRAIN_TARGET = 0.5
+RANK_TARGET = 0.5
+BOUND_TARGET = 1.25
+
+
+def load() -> str:
+    try:
+        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average n/a"
+
+
+def measure_peak(threads: int | None, quick: bool) -> dict[str, Any]:
+    """fp32 and bf16 GEMM rates at the benchmark's thread count."""
+    import torch
+
+    from benchmarks.flops import matmul_rate
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        n = 512 if quick else 2048
+        return {dt: matmul_rate(dt, n=n) for dt in ("float32", "bfloat16")} | {"load": load()}
+    finally:
+        torch.set_num_threads(before)
+
+
+def best_peak(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest rate per dtype over the samples (start and end of the run)."""
+    out: dict[str, Any] = {}
+    for dt in ("float32", "bfloat16"):
+        out[dt] = max((s[dt] for s in samples), key=lambda r: r["flops_per_cpu_s"])
+    out["load"] = "; ".join(s["load"] for s in samples)
+    return out
+
+
+def _g(x: float) -> str:
+    return f"{x / 1e9:.2f} GFLOP"
+
+
+def targets(
+    rows: list[dict[str, Any]], res: dict[str, Any], peak: dict[str, Any], napo_k: int
+) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) rows: SFT and S-DPO shared-prefix steps, ranking, generation, and ranking
+    time against its token-count bound relative to generation."""
+    out: list[tuple[str, str, bool | None]] = []
+
+    def frac(flops: float, cpu_s: float, dtype: str) -> tuple[float, str]:
+        rate = flops / max(cpu_s, 1e-12)
+        p = peak[dtype if dtype in peak else "float32"]["flops_per_cpu_s"]
+        return rate / p, f"{rate / 1e9:.2f} GFLOP/s of {p / 1e9:.2f} ({dtype} GEMM)"
+
+    for name, label in (
+        (next((v["name"] for v in res["variants"] if v["loss"] == "sft"), None), "SFT step"),
+        (f"shared_prefix K={napo_k}", f"S-DPO shared-prefix step (K={napo_k})"),
+    ):
+        s = res["samples"].get(name) if name else None
+        if not s or s[0].get("flops") is None:
+            continue
+        cpu = sorted(x["cpu_s"] for x in s)[len(s) // 2]
+        f, how = frac(s[0]["flops"], cpu, s[0]["dtype"])
+        out.append(
+            (
+                f"{label}: achieved FLOP/s >= {TRAIN_TARGET:.0%} of the matmul peak",
+                f"{f:.1%} ({_g(s[0]['flops'])} in {cpu:.2f} CPU s = {how})",
+                f >= TRAIN_TARGET,
+            )
+        )
+    ev = res.get("eval") or {}
+    work = ev.get("work")
+    if not work:
+        return out
+    per = {p: sorted(x[1] for x in ev["per_user"][f"{p}/after"]) for p in ("ranking", "generation")}
+    cpu = {p: v[len(v) // 2] * ev["users"] for p, v in per.items()}
+    for p, goal in (("ranking", RANK_TARGET), ("generation", None)):
+        f, how = frac(work[p]["flops"], cpu[p], ev["dtype"])
+        out.append(
+            (
+                f"{p} evaluation: achieved FLOP/s"
+                + (f" >= {goal:.0%} of the matmul peak" if goal else " (no target)"),
+                f"{f:.1%} ({_g(work[p]['flops'])} in {cpu[p]:.2f} CPU s = {how})",
+                None if goal is None else f >= goal,
+            )
+        )
+    tok_r, tok_g = work["ranking"]["tokens"], work["generation"]["tokens"]
+    bound = cpu["generation"] * tok_r / tok_g
+    ratio = cpu["ranking"] / bound
+    out.append(
+        (
+            f"ranking time <= {BOUND_TARGET}x its token-count bound relative to generation",
+            f"{ratio:.2f}x (ranking {cpu['ranking']:.2f} CPU s for {tok_r} tokens; generation "
+            f"{cpu['generation']:.2f} s for {tok_g} tokens -> bound {bound:.2f} s)",
+            ratio <= BOUND_TARGET,
+        )
+    )
+    return out
+
+
+def summary(peak: dict[str, Any]) -> str:
+    return (
+        "Matmul peak (best n x n GEMM, torch threads {t}): fp32 {f:.2f} GFLOP/s, bf16 {b:.2f} GFLOP/s per CPU "
+        "second ({load})."
+    ).format(
+        t=peak["float32"]["threads"],
+        f=peak["float32"]["flops_per_cpu_s"] / 1e9,
+        b=peak["bfloat16"]["flops_per_cpu_s"] / 1e9,
+        load=peak["load"],
+    )
