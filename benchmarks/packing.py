@@ -13,18 +13,13 @@ from benchmarks.common import Setup
 
 
 def sft_batches(setup: Setup, batch_size: int, n_batches: int) -> list[dict[str, Any]]:
-    from napo_lab.cache import canonical
-    from napo_lab.data.datamodule import RecDataModule
-
-    ds = dict(canonical(setup.cfg.dataset))
-    dm = RecDataModule(setup.prepared, setup.tokenizer, ds, 0, None, batch_size, batch_size, 0, int(setup.cfg.seed),
-                       bool(setup.cfg.model.get("chat_template", False)), True)
+    """The first SFT batches (answer only, with the history-title positions) of the dataset's training subset."""
+    dm = setup.datamodule(0, batch_size, train_limit=setup.cfg.dataset.get("train_limit"), history=True)
     dm.setup("fit")
     return list(itertools.islice(iter(dm.train_dataloader()), n_batches))
 
 
 def run_packing(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
-
     from napo_lab.models.logprobs import completion_and_prompt_logps, pack_blocks
 
     batches = sft_batches(setup, int(spec["batch"]), int(spec["batches"]))

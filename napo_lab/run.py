@@ -206,11 +206,9 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     from napo_lab.quiet import quiet_libraries
 
     quiet_libraries(bool(cfg.get("debug", False)))
-    from napo_lab.recipe.build import global_rank
+    from napo_lab.recipe.build import cpu_threads, global_rank
 
     rank = global_rank()
-    from napo_lab.recipe.build import cpu_threads
-
     try:  # before anything is written
         threads = cpu_threads(cfg.get("cpu_threads", "auto"))
     except UserError as err:

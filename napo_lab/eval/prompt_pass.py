@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from napo_lab.eval.generation import left_pad
-from napo_lab.models.logprobs import _as_attention_mask, causal_lm, completion_logps, pad_rows
+from napo_lab.models.logprobs import _as_attention_mask, block_causal, causal_lm, completion_logps, pad_rows
 from napo_lab.progress import progress
 
 log = logging.getLogger(__name__)
@@ -121,11 +121,9 @@ def _rank_from_cache(lm, decoder, head, cache, kw: str, mask: torch.Tensor, last
         rows.append(ids)
         seg.append(sg)
         positions.append(ps)
-    c_ids, c_pos, c_seg = pad_rows(rows, positions, seg, pad_id, device)
+    c_ids, c_pos, c_seg = pad_rows(rows, positions, seg, pad_id=pad_id, device=device)
     width = c_ids.shape[1]
-    q, k = c_seg.unsqueeze(2), c_seg.unsqueeze(1)
-    own = torch.ones(width, width, dtype=torch.bool, device=device).tril() & (k >= 0) & (k == q)
-    own |= torch.eye(width, dtype=torch.bool, device=device)  # padded queries see themselves: no NaN rows
+    own = block_causal(c_seg)  # each title sees its own earlier tokens (and, below, the cached prompt)
     prompt = mask.bool().unsqueeze(1).expand(bsz, width, width_p)
     allowed = torch.cat([prompt, own], dim=2).unsqueeze(1)  # [B, 1, Q, P + Q]
     hidden = decoder(input_ids=c_ids, attention_mask=_as_attention_mask(allowed, lm, head.weight.dtype),

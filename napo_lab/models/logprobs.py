@@ -182,17 +182,33 @@ def _prefix_cache(lm, prompts, owner, flat, pad_id, prompt_targets=None):
             _prompt_logps(head, out.last_hidden_state, range(len(prompts)), prompts, prompt_targets))
 
 
-def pad_rows(rows: list[list[int]], positions: list[list[int]], segment: list[list[int]], pad_id: int,
-             device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[list[int]], positions: list[list[int]], *labels: list[list[int]], pad_id: int,
+             device) -> tuple[torch.Tensor, ...]:
     """Packed rows of unequal length as [B, W] tensors, padded on the right: token ids (pad_id),
-    position ids (0) and segment ids (-1 = padding), on ``device``."""
+    position ids (0) and each per-token label list (segment or example ids; -1 = padding), on ``device``."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     pos = torch.zeros((len(rows), width), dtype=torch.long)
-    seg = torch.full((len(rows), width), -1, dtype=torch.long)
-    for b, (r, p, s) in enumerate(zip(rows, positions, segment)):
-        ids[b, :len(r)], pos[b, :len(r)], seg[b, :len(r)] = torch.as_tensor(r), torch.as_tensor(p), torch.as_tensor(s)
-    return ids.to(device), pos.to(device), seg.to(device)
+    labs = [torch.full((len(rows), width), -1, dtype=torch.long) for _ in labels]
+    for b, (r, p) in enumerate(zip(rows, positions)):
+        ids[b, :len(r)], pos[b, :len(r)] = torch.as_tensor(r), torch.as_tensor(p)
+        for lab, values in zip(labs, labels):
+            lab[b, :len(r)] = torch.as_tensor(values[b])
+    return tuple(t.to(device) for t in (ids, pos, *labs))
+
+
+def block_causal(example: torch.Tensor, segment: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, W, W] keep-mask of packed rows (``pad_rows`` labels, -1 = padding): a query sees the earlier
+    non-padding keys of its own example, and among those only the example's shared prefix (segment 0)
+    and its own segment; without ``segment`` the whole example. Padded queries see themselves, so no
+    attention row is empty (NaN)."""
+    width = example.shape[1]
+    q_ex, k_ex = example.unsqueeze(2), example.unsqueeze(1)
+    allowed = torch.ones(width, width, dtype=torch.bool, device=example.device).tril() & (k_ex >= 0) & (k_ex == q_ex)
+    if segment is not None:
+        q_seg, k_seg = segment.unsqueeze(2), segment.unsqueeze(1)
+        allowed &= (k_seg == 0) | (k_seg == q_seg)
+    return allowed | torch.eye(width, dtype=torch.bool, device=example.device)
 
 
 def pack_blocks(lengths: Sequence[int], pack_tokens: int | None) -> list[list[int]]:
@@ -254,14 +270,9 @@ def _shared_prefix(lm, prompts, owner, flat, pad_id, prompt_targets=None, pack_t
         positions.append(pos_r)
         example.append(ex_r)
         segment.append(seg_r)
-    ids, pos, ex = pad_rows(rows, positions, example, pad_id, device)
-    seg = pad_rows(rows, positions, segment, pad_id, device)[2]
+    ids, pos, ex, seg = pad_rows(rows, positions, example, segment, pad_id=pad_id, device=device)
     width = ids.shape[1]
-    q_ex, k_ex, q_seg, k_seg = ex.unsqueeze(2), ex.unsqueeze(1), seg.unsqueeze(2), seg.unsqueeze(1)
-    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
-    allowed = causal & (k_ex >= 0) & (k_ex == q_ex) & ((k_seg == 0) | (k_seg == q_seg))
-    allowed |= torch.eye(width, dtype=torch.bool, device=device)  # padded queries see themselves: no NaN rows
-    mask = _as_attention_mask(allowed.unsqueeze(1), lm, head.weight.dtype)
+    mask = _as_attention_mask(block_causal(ex, seg).unsqueeze(1), lm, head.weight.dtype)
     hidden_all = decoder(input_ids=ids, attention_mask=mask, position_ids=pos).last_hidden_state
     # Completion k's token t is predicted at its previous token; token 0 at the prompt's last token.
     c_ids, c_mask = _pad(flat, pad_id, device)
