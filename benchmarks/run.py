@@ -61,6 +61,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--contention-batch", type=int, default=4, help="prompts per SFT step in the contention test")
     ap.add_argument("--contention-rounds", type=int, default=2,
                     help="rounds of (step alone, step beside a busy loop) per thread setting; 0 skips the test")
+    ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                    help="peak memory of the (shrunk) default job and a zero-shot ranking evaluation, before and "
+                         "after malloc_mmap_threshold_kb, each a fresh `python -m napo_lab...` process (minutes)")
     ap.add_argument("--worker-timeout", type=float, default=3600.0,
                     help="seconds a worker subprocess may take (a shared, busy CPU stretches wall time)")
     ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")
@@ -75,6 +78,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.eval_users, args.eval_batch, args.max_new_tokens = 6, 2, 8
         args.pack_batches = 2
         args.contention_rounds = 0  # one fresh process per thread setting: not quick
+        args.memory = False  # four real command-line runs: not quick
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
     return args
@@ -372,11 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import contention
 
     res["contention"] = contention.measure(args, mode) if args.contention_rounds else []
+    from benchmarks import memory
+
+    res["memory"] = memory.measure(args, mode) if args.memory else []
     from benchmarks.common import env_info
 
     rows = rows_of(res)
     peak = efficiency.best_peak(peaks)
     tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k) + contention.targets(res["contention"])
+    tg += memory.targets(res["memory"])
     env = env_info()
     env["threads"] = args.threads or env["threads"]  # what the workers ran with
     meta = {"model": model, "data": data, "device": args.device, "env": env, "rounds": res["rounds"],

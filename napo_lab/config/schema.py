@@ -252,6 +252,9 @@ class Root:
     forward: FORWARD = spec("shared_prefix", "log-prob layout (falls back when the model cannot use it)")
     optimized_metric: str | None = spec(None, "the metric a sweep optimises, e.g. val/hr@1")
     cpu_threads: Any = spec("auto", "torch CPU threads: auto (cores - 1 unless OMP_NUM_THREADS is set) | null | N")
+    malloc_mmap_threshold_kb: int | None = spec(
+        128, "glibc: allocations of at least this many KiB get their own mapping, returned on free (null = glibc's "
+        "moving threshold)", ge=16, le=32768)
     adapter: str | None = spec(None, "napo_lab.evaluate: a saved adapter dir (null = the untrained model)")
     method_name: str | None = spec(None, "row name in reports (null = the loss, or the sequential model)")
     ref_cache: RefCache = spec(factory=RefCache, doc="reference log-prob cache")

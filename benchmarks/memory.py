@@ -1,0 +1,96 @@
+"""Peak memory of the default job and of a zero-shot ranking evaluation (issue 17, item 3), with glibc's
+own malloc behaviour (``malloc_mmap_threshold_kb=null``, before) and with napo_lab's default fixed mmap
+threshold (after).
+
+Each command runs as a user runs it (``python -m napo_lab.run ...``) in a fresh process with a fresh
+cache (the converted model linked in, so nothing is converted twice), so the SFT adapter, SASRec and
+the zero-shot reference are computed as on a first run. The job is shrunk in examples only (its batch
+shapes, and so its per-step memory, are the default job's). Peak resident memory and CPU seconds come
+from ``wait4`` on the process. Targets (issue 17): default job <= 2.5 GB, zero-shot ranking <= 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS_MB = {"job": 2500.0, "zero-shot": 1500.0}
+SETTINGS = (("null", "before: glibc's moving threshold"), ("128", "after: malloc_mmap_threshold_kb=128 (default)"))
+
+
+def commands(mode: str) -> list[tuple[str, str, list[str]]]:
+    """(key, label, argv after ``python -m``) of the measured commands."""
+    tiny = ["model=tiny_random"] if mode == "quick" else []
+    users = "dataset.n_test_users=4" if mode == "quick" else "dataset.n_test_users=16"
+    return [
+        ("job", f"default job (`napo_lab.run`, sft.train_limit=40 pref.train_limit=16 {users})",
+         ["napo_lab.run", *tiny, "sft.train_limit=40", "pref.train_limit=16", users]),
+        ("zero-shot", "zero-shot `napo_lab.evaluate eval=ranking` (100 test users)" if mode != "quick"
+         else "zero-shot `napo_lab.evaluate eval=ranking` (4 test users)",
+         ["napo_lab.evaluate", *tiny, "eval=ranking", *(["dataset.n_test_users=4"] if mode == "quick" else [])]),
+    ]
+
+
+def run_one(argv: list[str], malloc: str, cache_dir: str, threads: int | None) -> dict[str, Any]:
+    """Run one command in a fresh process and cache; its peak RSS (MB) and CPU seconds."""
+    tmp = Path(tempfile.mkdtemp(prefix="napo_bench_mem"))
+    try:
+        models = Path(cache_dir) / "models"
+        if models.is_dir():
+            (tmp / "cache").mkdir()
+            (tmp / "cache" / "models").symlink_to(models.resolve())
+        env = {**os.environ, "NAPO_LAB_CACHE_DIR": str(tmp / "cache"), "WANDB_MODE": "offline"}
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        log = tmp / "stderr.txt"
+        with open(log, "w") as fh:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", *argv, f"malloc_mmap_threshold_kb={malloc}", "logger=csv",
+                 f"hydra.run.dir={tmp / 'run'}"],
+                cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=fh)
+            _, status, usage = os.wait4(proc.pid, 0)  # this process's own peak RSS and CPU time
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            last = log.read_text().strip().splitlines()[-1:]
+            return {"failed": f"exit {proc.returncode}: {last}"}
+        return {"peak_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(args, mode: str) -> list[dict[str, Any]]:
+    """Every command under both malloc settings (before first), each in its own fresh process."""
+    out = []
+    for key, label, argv in commands(mode):
+        for malloc, setting in SETTINGS:
+            res = run_one(argv, malloc, args.cache_dir, args.threads)
+            out.append({"key": key, "command": label, "setting": setting, "malloc": malloc, **res})
+            shown = f"FAILED {res['failed']}" if "failed" in res else (
+                f"peak {res['peak_mb']:.0f} MB, {res['cpu_s']:.1f} CPU s")
+            print(f"  memory: {label} | {setting}: {shown}", flush=True)
+    return out
+
+
+def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]:
+    """One row per command: peak before -> after, the target judged on napo_lab's default (after)."""
+    rows: list[tuple[str, str, bool | None]] = []
+    for key, goal in TARGETS_MB.items():
+        runs = {r["malloc"]: r for r in results if r["key"] == key}
+        if not runs:
+            continue
+        before, after = runs.get("null", {}), runs.get("128", {})
+        name = f"peak resident memory <= {goal / 1000:.1f} GB: {(after or before)['command']}"
+        if "peak_mb" not in after:
+            rows.append((name, f"FAILED: {after.get('failed', 'not run')}", False))
+            continue
+        was = f"{before['peak_mb']:.0f} MB before" if "peak_mb" in before else "before: not measured"
+        cpu = (f"; CPU {after['cpu_s']:.0f} s vs {before['cpu_s']:.0f} s = {after['cpu_s'] / before['cpu_s']:.2f}x"
+               if "cpu_s" in before else "")
+        rows.append((name, f"{after['peak_mb']:.0f} MB after ({was}{cpu})", after["peak_mb"] <= goal))
+    return rows
