@@ -133,6 +133,9 @@ class Setup:
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self.cfg = compose(self.mode, self.cache_dir)
+        from napo_lab.memory import configure
+
+        configure(self.cfg.get("malloc"))  # as a job does (run.execute)
         t = time.perf_counter()
         self.prepared = build.data(self.cfg)
         self.model, self.tokenizer = build.model(self.cfg)

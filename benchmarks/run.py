@@ -62,8 +62,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--contention-rounds", type=int, default=2,
                     help="rounds of (step alone, step beside a busy loop) per thread setting; 0 skips the test")
     ap.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
-                    help="peak memory of the (shrunk) default job and a zero-shot ranking evaluation, before and "
-                         "after malloc_mmap_threshold_kb, each a fresh `python -m napo_lab...` process (minutes)")
+                    help="peak memory of the (shrunk) default job and a zero-shot ranking evaluation under three malloc "
+                         "settings, each a fresh `python -m napo_lab...` process (minutes)")
     ap.add_argument("--worker-timeout", type=float, default=3600.0,
                     help="seconds a worker subprocess may take (a shared, busy CPU stretches wall time)")
     ap.add_argument("--inprocess", action="store_true", help="no subprocesses (memory then shares a process)")

@@ -206,19 +206,20 @@ def execute(cfg: DictConfig, job=None) -> float | None:
     from napo_lab.quiet import quiet_libraries
 
     quiet_libraries(bool(cfg.get("debug", False)))
-    from napo_lab.recipe.build import cpu_threads, global_rank, malloc_mmap_threshold
+    from napo_lab.memory import configure as configure_malloc
+    from napo_lab.recipe.build import cpu_threads, global_rank
 
     rank = global_rank()
     try:  # before anything is written
         threads = cpu_threads(cfg.get("cpu_threads", "auto"))
-        malloc = malloc_mmap_threshold(cfg.get("malloc_mmap_threshold_kb", 128))
+        malloc = configure_malloc(cfg.get("malloc"))
     except UserError as err:
         sys.exit(report_error(err, debug=bool(cfg.get("debug", False))))
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    log.info("torch CPU threads: %d (cpu_threads=%s); malloc mmap threshold: %s", torch.get_num_threads(),
+    log.info("torch CPU threads: %d (cpu_threads=%s); malloc: %s", torch.get_num_threads(),
              cfg.get("cpu_threads", "auto"), malloc)
     from napo_lab.resume import CLAIM_NOTE
 

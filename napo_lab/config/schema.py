@@ -69,6 +69,14 @@ class Checkpoint:
 
 
 @dataclass
+class Malloc:
+    trim: bool = spec(True, "give the heap's free pages back after each training stage and evaluation pass")
+    mmap_threshold_kb: int | None = spec(
+        None, "glibc: allocations of at least this many KiB get their own mapping, returned on free (less memory, "
+        "more CPU); null = glibc's moving threshold", ge=16, le=32768)
+
+
+@dataclass
 class RefCache:
     enabled: bool = spec(True, "cache the frozen reference's log-probs on disk")
     dir: str | None = spec(None, "cache directory; null = <paths.cache_dir>/ref_logps")
@@ -252,9 +260,7 @@ class Root:
     forward: FORWARD = spec("shared_prefix", "log-prob layout (falls back when the model cannot use it)")
     optimized_metric: str | None = spec(None, "the metric a sweep optimises, e.g. val/hr@1")
     cpu_threads: Any = spec("auto", "torch CPU threads: auto (cores - 1 unless OMP_NUM_THREADS is set) | null | N")
-    malloc_mmap_threshold_kb: int | None = spec(
-        128, "glibc: allocations of at least this many KiB get their own mapping, returned on free (null = glibc's "
-        "moving threshold)", ge=16, le=32768)
+    malloc: Malloc = spec(factory=Malloc, doc="glibc's allocator: trimming between phases, mmap threshold")
     adapter: str | None = spec(None, "napo_lab.evaluate: a saved adapter dir (null = the untrained model)")
     method_name: str | None = spec(None, "row name in reports (null = the loss, or the sequential model)")
     ref_cache: RefCache = spec(factory=RefCache, doc="reference log-prob cache")

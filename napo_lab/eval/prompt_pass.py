@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from napo_lab.eval.generation import left_pad
+from napo_lab.memory import release_memory
 from napo_lab.models.logprobs import _as_attention_mask, block_causal, causal_lm, completion_logps, pad_rows
 from napo_lab.progress import progress
 
@@ -216,6 +217,7 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
                 bar.advance(task, len(index))
     finally:
         model.train(was_training)
+        release_memory()  # the KV caches grew by concatenation: hand the freed heap pages back
     if rank and summed is None:  # no rows
         summed, normed = np.zeros((n, 0)), np.zeros((n, 0))
     log.info("%s: %d users in %.1f s (prompt %.1f s, rank %.1f s, generate %.1f s)", desc, n,

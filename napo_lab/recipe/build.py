@@ -72,35 +72,6 @@ def cpu_threads(setting: Any) -> int | None:
                     "positive integer, e.g. cpu_threads=2")
 
 
-#: glibc's mallopt parameter number of M_MMAP_THRESHOLD (malloc.h).
-_M_MMAP_THRESHOLD = -3
-
-
-def malloc_mmap_threshold(kib: Any) -> str:
-    """Fix glibc's mmap threshold at ``kib`` KiB (config ``malloc_mmap_threshold_kb``; docs/performance.md,
-    "Memory"): every allocation at least that large gets its own mapping and goes back to the system
-    when freed. glibc's default threshold moves up to the largest block freed so far (up to 32 MiB), after
-    which activations, KV caches and log-prob buffers come from the heap, which long-lived small objects
-    pin: the resident size then only grows. A fixed threshold also turns that moving default off. Returns
-    what was done, for the log; null, or a C library without mallopt (musl, macOS), leaves malloc alone."""
-    if kib is None:
-        return "glibc default"
-    if isinstance(kib, bool) or not isinstance(kib, int) or not 16 <= kib <= 32768:
-        raise UserError(f"malloc_mmap_threshold_kb={kib!r} is not a size in KiB from 16 to 32768: use e.g. "
-                        "malloc_mmap_threshold_kb=128, or null for glibc's own threshold")
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return "unchanged (no mallopt in this C library)"
-    if not mallopt(_M_MMAP_THRESHOLD, int(kib) * 1024):
-        return "unchanged (mallopt refused it)"
-    return f"{kib} KiB"
-
-
 def model(cfg: DictConfig, adapter: str | Path | None = None):
     """(model, tokenizer): ``model.loader`` loads the base, then a freshly initialised, seeded LoRA
     adapter named 'default' from ``model.lora`` (a peft.LoraConfig), or, given ``adapter`` (a saved

@@ -23,6 +23,7 @@ from napo_lab.lit.loggers import StageLogger
 from napo_lab.lit.module import RecLitModule
 from napo_lab.losses.base import PreferenceLoss
 from napo_lab.losses.sft import SFTLoss
+from napo_lab.memory import release_memory
 from napo_lab.models.adapters import WEIGHTS, load_adapter_into, stable_adapter_config
 from napo_lab.recipe import build
 from napo_lab.recipe.keys import checkpoint_identity, model_identity, sft_key, stage_seed, stage_settings
@@ -89,6 +90,7 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
         seqrec.eval()
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from.is_file() else None)
+    release_memory()
     module.fit_seconds = time.perf_counter() - start
     module.datamodule = dm
     log.info("%s stage: %d steps in %.1f s (%s layout, %d epochs at most)", stage, trainer.global_step,

@@ -36,12 +36,13 @@ def test_a_bad_setting_exits_2_with_one_line(tmp_path, cache_dir):
     assert "cpu_threads='two' is not a thread count" in proc.stderr and "Traceback" not in proc.stderr
 
 
-# --- malloc_mmap_threshold_kb (docs/performance.md, "Memory") ---------------------------------------
-from napo_lab.recipe.build import malloc_mmap_threshold  # noqa: E402
+# --- malloc.mmap_threshold_kb and malloc.trim (docs/performance.md, "Memory") ---------------------------------------
+from napo_lab import memory  # noqa: E402
+from napo_lab.memory import configure, malloc_mmap_threshold, release_memory  # noqa: E402
 
 _FRAGMENT = """
 import ctypes, sys
-from napo_lab.recipe.build import malloc_mmap_threshold
+from napo_lab.memory import malloc_mmap_threshold
 print(malloc_mmap_threshold(None if sys.argv[1] == "null" else int(sys.argv[1])), file=sys.stderr)
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
@@ -89,17 +90,70 @@ def test_mmap_threshold_settings():
 
 @pytest.mark.parametrize("bad", [0, 8, 40000, "big", True, 1.5])
 def test_a_bad_mmap_threshold_is_a_user_error(bad):
-    with pytest.raises(UserError, match="malloc_mmap_threshold_kb=.* is not a size in KiB from 16 to 32768"):
+    with pytest.raises(UserError, match="malloc.mmap_threshold_kb=.* is not a size in KiB from 16 to 32768"):
         malloc_mmap_threshold(bad)
 
 
 def test_a_bad_mmap_threshold_exits_2_before_anything_runs(tmp_path, cache_dir):
     proc = run_module(
         "napo_lab.run",
-        ["malloc_mmap_threshold_kb=8", "model=tiny_random", "dataset=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
+        ["malloc.mmap_threshold_kb=8", "model=tiny_random", "dataset=synthetic", f"hydra.run.dir={tmp_path / 'run'}"],
         tmp_path,
         cache_dir,
     )
     assert proc.returncode == 2, describe(proc)
-    assert "malloc_mmap_threshold_kb=8 is not a size in KiB" in proc.stderr and "Traceback" not in proc.stderr
+    assert "malloc.mmap_threshold_kb=8 is not a size in KiB" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+_TRIM = """
+import ctypes, sys
+from napo_lab.memory import configure, release_memory
+configure({"trim": sys.argv[1] == "on"})
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(next(ln for ln in open("/proc/self/status") if ln.startswith("VmRSS")).split()[1]) // 1024
+def touched(n):
+    p = libc.malloc(n)
+    ctypes.memset(p, 1, n)
+    return p
+libc.free(touched(8 << 20))
+before = rss()
+blocks, pins = [], []
+for _ in range(100):
+    blocks.append(touched(4 << 20))
+    pins.append(touched(100 << 10))
+for p in blocks:
+    libc.free(p)
+released = release_memory()
+print(rss() - before, released)
+"""
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="glibc/Linux")
+def test_trimming_between_phases_gives_the_heaps_free_pages_back():
+    import subprocess
+    import sys
+
+    out = {}
+    for setting in ("off", "on"):
+        proc = subprocess.run([sys.executable, "-c", _TRIM, setting], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        kept, released = proc.stdout.split()
+        out[setting] = (int(kept), released == "True")
+    assert out["off"][0] > 300 and out["off"][1] is False  # the same heap, not trimmed: all 400 MiB stay
+    assert out["on"][0] < 40 and out["on"][1] is True
+
+
+def test_malloc_config_is_checked():
+    assert configure({"trim": True, "mmap_threshold_kb": None}) == "mmap threshold glibc default, trim between phases on"
+    with pytest.raises(UserError, match="malloc.trim='yes' is not true or false"):
+        configure({"trim": "yes"})
+    assert memory.TRIM is True
+    configure({"trim": False})
+    try:
+        assert release_memory() is False
+    finally:
+        configure({"trim": True})

@@ -12,18 +12,20 @@ def test_the_zero_shot_evaluation_is_measured_under_both_settings(cache_dir):
     args = SimpleNamespace(cache_dir=str(cache_dir), threads=1)
     key, label, argv = commands("quick")[1]
     assert key == "zero-shot" and argv[0] == "napo_lab.evaluate" and "eval=ranking" in argv
-    results = [{"key": key, "command": label, "setting": s, "malloc": m, **run_one(argv, m, args.cache_dir, 1)}
-               for m, s in SETTINGS]
+    results = [{"key": key, "command": label, "setting": s, "malloc": m, **run_one(argv, o, args.cache_dir, 1)}
+               for m, s, o in SETTINGS]
+    assert [r["malloc"] for r in results] == ["before", "after", "mmap128"]
     assert all(100 < r["peak_mb"] < 3000 and r["cpu_s"] > 0 for r in results), results
     rows = targets(results)
     assert len(rows) == 1 and rows[0][0].startswith("peak resident memory <= 1.5 GB")
-    assert " MB after (" in rows[0][1] and "MB before" in rows[0][1] and rows[0][2] is True
+    assert " MB after (" in rows[0][1] and "MB before" in rows[0][1] and "mmap_threshold_kb=128: " in rows[0][1]
+    assert rows[0][2] is True
 
 
 def test_a_failed_command_is_a_failed_row_not_a_crash(cache_dir):
-    res = run_one(["napo_lab.evaluate", "model=tiny_random", "eval=bogus"], "128", str(cache_dir), 1)
+    res = run_one(["napo_lab.evaluate", "model=tiny_random", "eval=bogus"], [], str(cache_dir), 1)
     assert res["failed"].startswith("exit ")
-    rows = targets([{"key": "job", "command": "default job", "malloc": "128", **res}])
+    rows = targets([{"key": "job", "command": "default job", "malloc": "after", **res}])
     assert rows == [("peak resident memory <= 2.5 GB: default job", f"FAILED: {res['failed']}", False)]
 
 

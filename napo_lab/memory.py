@@ -1,0 +1,72 @@
+"""The C library's side of memory (docs/performance.md, "Memory"): glibc's mmap threshold and giving
+freed heap pages back between phases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from napo_lab.errors import UserError
+
+#: Whether ``release_memory`` trims the heap (config ``malloc.trim``, set by ``configure``).
+TRIM = True
+
+#: glibc's mallopt parameter number of M_MMAP_THRESHOLD (malloc.h).
+_M_MMAP_THRESHOLD = -3
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def malloc_mmap_threshold(kib: Any) -> str:
+    """Fix glibc's mmap threshold at ``kib`` KiB (config ``malloc.mmap_threshold_kb``; docs/performance.md,
+    "Memory"): every allocation at least that large gets its own mapping and goes back to the system
+    when freed, and glibc's moving threshold (which climbs to the largest block freed so far, after
+    which large buffers come from a heap that small long-lived objects pin) is off. It trades CPU for
+    memory: every such buffer is fresh, zeroed pages (128 KiB: SFT step -35% peak, +80% CPU). Returns
+    what was done, for the log; null, or a C library without mallopt (musl, macOS), leaves malloc alone."""
+    if kib is None:
+        return "glibc default"
+    if isinstance(kib, bool) or not isinstance(kib, int) or not 16 <= kib <= 32768:
+        raise UserError(f"malloc.mmap_threshold_kb={kib!r} is not a size in KiB from 16 to 32768: use e.g. "
+                        "malloc.mmap_threshold_kb=128, or null for glibc's own threshold")
+    libc = _libc()
+    if libc is None or not hasattr(libc, "mallopt"):
+        return "unchanged (no mallopt in this C library)"
+    if not libc.mallopt(_M_MMAP_THRESHOLD, int(kib) * 1024):
+        return "unchanged (mallopt refused it)"
+    return f"{kib} KiB"
+
+
+def release_memory() -> bool:
+    """Between phases (after a training stage, after an evaluation pass): collect garbage and give the
+    heap's free pages back to the system (glibc ``malloc_trim``), so the next phase starts from the
+    memory it needs rather than from the high-water mark of the last (config ``malloc.trim``). True when
+    pages were released."""
+    import gc
+
+    if not TRIM:
+        return False
+    gc.collect()
+    libc = _libc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    return bool(libc.malloc_trim(0))
+
+
+def configure(malloc: Any) -> str:
+    """Apply the config's ``malloc`` node (``trim``, ``mmap_threshold_kb``); what was done, for the log."""
+    global TRIM
+    malloc = malloc or {}
+    trim = malloc.get("trim", True)
+    if not isinstance(trim, bool):
+        raise UserError(f"malloc.trim={trim!r} is not true or false")
+    threshold = malloc_mmap_threshold(malloc.get("mmap_threshold_kb"))
+    TRIM = trim
+    return f"mmap threshold {threshold}, trim between phases {'on' if trim else 'off'}"
