@@ -39,7 +39,8 @@ DOCUMENTED = sorted(set(commands("docs/recpo.md") + commands("docs/dpo4rec.md") 
 def test_the_docs_show_the_commands_this_file_runs():
     assert "python -m napo_lab.run loss=recpo_paper dataset=movielens_recpo" in DOCUMENTED
     assert "python -m napo_lab.run experiment=dpo4rec_small" in DOCUMENTED
-    assert len(DOCUMENTED) == 4
+    assert any(c.startswith("python -m napo_lab.run -m dataset=movielens_recpo loss=recpo_paper,sdpo") for c in DOCUMENTED)
+    assert len(DOCUMENTED) == 5
 
 
 @needs_data
@@ -48,6 +49,14 @@ def test_documented_command_runs(command, tmp_path, cache_dir):
     args = shlex.split(command)
     assert args[:3] == ["python", "-m", "napo_lab.run"]
     shrink = SHRINK_DPO4REC if "dpo4rec" in command else SHRINK_RECPO
+    if args[3] == "-m":  # a sweep (the small RecPO-vs-S-DPO run): the real multirun, every job shrunk
+        env = {**os.environ, "NAPO_LAB_CACHE_DIR": str(cache_dir), "WANDB_MODE": "offline"}
+        proc = subprocess.run([sys.executable, *args[1:], *shrink, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs = [json.loads(m.read_text()) for m in (tmp_path / "sweep").glob("*/metrics.json")]
+        assert len(runs) == 6 and all(0.0 <= r["test/hr@1"] <= 1.0 for r in runs)
+        return
     out = tmp_path / "run"
     execute(compose_cfg([*args[3:], *shrink], out, cache_dir))
     metrics = json.loads((out / "metrics.json").read_text())
