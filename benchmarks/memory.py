@@ -69,17 +69,22 @@ def run_one(argv: list[str], settings: list[str], cache_dir: str, threads: int |
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure(args, mode: str) -> list[dict[str, Any]]:
-    """Every command under both malloc settings (before first), each in its own fresh process."""
+def measure_command(key: str, label: str, argv: list[str], cache_dir: str, threads: int | None) -> list[dict[str, Any]]:
+    """One command under every malloc setting (before first), each in its own fresh process."""
     out = []
-    for key, label, argv in commands(mode):
-        for name, setting, overrides in SETTINGS:
-            res = run_one(argv, overrides, args.cache_dir, args.threads)
-            out.append({"key": key, "command": label, "setting": setting, "malloc": name, **res})
-            shown = f"FAILED {res['failed']}" if "failed" in res else (
-                f"peak {res['peak_mb']:.0f} MB, {res['cpu_s']:.1f} CPU s")
-            print(f"  memory: {label} | {setting}: {shown}", flush=True)
+    for name, setting, overrides in SETTINGS:
+        res = run_one(argv, overrides, cache_dir, threads)
+        out.append({"key": key, "command": label, "setting": setting, "malloc": name, **res})
+        shown = f"FAILED {res['failed']}" if "failed" in res else (
+            f"peak {res['peak_mb']:.0f} MB, {res['cpu_s']:.1f} CPU s")
+        print(f"  memory: {label} | {setting}: {shown}", flush=True)
     return out
+
+
+def measure(args, mode: str) -> list[dict[str, Any]]:
+    """Every command of ``commands(mode)`` under every malloc setting."""
+    return [row for key, label, argv in commands(mode)
+            for row in measure_command(key, label, argv, args.cache_dir, args.threads)]
 
 
 def targets(results: list[dict[str, Any]]) -> list[tuple[str, str, bool | None]]:

@@ -78,7 +78,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.eval_users, args.eval_batch, args.max_new_tokens = 6, 2, 8
         args.pack_batches = 2
         args.contention_rounds = 0  # one fresh process per thread setting: not quick
-        args.memory = False  # four real command-line runs: not quick
+        args.memory = False  # six real command-line runs: not quick
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
     return args

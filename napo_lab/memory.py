@@ -3,6 +3,7 @@ freed heap pages back between phases."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from napo_lab.errors import UserError
@@ -14,7 +15,9 @@ TRIM = True
 _M_MMAP_THRESHOLD = -3
 
 
+@functools.cache
 def _libc():
+    """The C library (loaded once: ``release_memory`` runs after every evaluation pass)."""
     import ctypes
     import ctypes.util
 

@@ -40,10 +40,10 @@ def test_a_bad_setting_exits_2_with_one_line(tmp_path, cache_dir):
 from napo_lab import memory  # noqa: E402
 from napo_lab.memory import configure, malloc_mmap_threshold, release_memory  # noqa: E402
 
-_FRAGMENT = """
+_HEAP = """
 import ctypes, sys
-from napo_lab.memory import malloc_mmap_threshold
-print(malloc_mmap_threshold(None if sys.argv[1] == "null" else int(sys.argv[1])), file=sys.stderr)
+from napo_lab.memory import configure, release_memory
+configure({"trim": sys.argv[2] == "on", "mmap_threshold_kb": None if sys.argv[1] == "null" else int(sys.argv[1])})
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
@@ -61,24 +61,30 @@ for _ in range(100):           # 100 x 4 MiB of activations, each followed by a 
     pins.append(touched(100 << 10))
 for p in blocks:
     libc.free(p)
-print(rss() - before)
+kept = rss() - before
+released = release_memory()
+print(kept, rss() - before, released)
 """
 
 
-def _retained_mb(setting: str) -> int:
+def _heap(threshold: str, trim: str) -> tuple[int, int, bool]:
+    """In a fresh process, fragment the heap as the job did: (MiB kept after the frees, MiB kept after
+    ``release_memory``, whether it released pages)."""
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", _FRAGMENT, setting], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", _HEAP, threshold, trim], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 0, proc.stderr
-    return int(proc.stdout.strip())
+    kept, after_release, released = proc.stdout.split()
+    return int(kept), int(after_release), released == "True"
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status") or os.uname().sysname != "Linux", reason="glibc/Linux")
 def test_a_fixed_mmap_threshold_gives_freed_activations_back():
     # glibc's default: after one 8 MiB block was freed, 4 MiB blocks come from the heap and stay resident
-    kept_default = _retained_mb("null")
-    kept_fixed = _retained_mb("128")
+    kept_default = _heap("null", "off")[0]
+    kept_fixed = _heap("128", "off")[0]
     assert kept_default > 300, kept_default  # the failure this setting exists for (400 MiB allocated)
     assert kept_fixed < 40, kept_fixed
 
@@ -106,43 +112,9 @@ def test_a_bad_mmap_threshold_exits_2_before_anything_runs(tmp_path, cache_dir):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
-_TRIM = """
-import ctypes, sys
-from napo_lab.memory import configure, release_memory
-configure({"trim": sys.argv[1] == "on"})
-libc = ctypes.CDLL("libc.so.6")
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-def rss():
-    return int(next(ln for ln in open("/proc/self/status") if ln.startswith("VmRSS")).split()[1]) // 1024
-def touched(n):
-    p = libc.malloc(n)
-    ctypes.memset(p, 1, n)
-    return p
-libc.free(touched(8 << 20))
-before = rss()
-blocks, pins = [], []
-for _ in range(100):
-    blocks.append(touched(4 << 20))
-    pins.append(touched(100 << 10))
-for p in blocks:
-    libc.free(p)
-released = release_memory()
-print(rss() - before, released)
-"""
-
-
 @pytest.mark.skipif(os.uname().sysname != "Linux", reason="glibc/Linux")
 def test_trimming_between_phases_gives_the_heaps_free_pages_back():
-    import subprocess
-    import sys
-
-    out = {}
-    for setting in ("off", "on"):
-        proc = subprocess.run([sys.executable, "-c", _TRIM, setting], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        kept, released = proc.stdout.split()
-        out[setting] = (int(kept), released == "True")
+    out = {setting: _heap("null", setting)[1:] for setting in ("off", "on")}
     assert out["off"][0] > 300 and out["off"][1] is False  # the same heap, not trimmed: all 400 MiB stay
     assert out["on"][0] < 40 and out["on"][1] is True
 

@@ -1,19 +1,15 @@
 """The memory benchmark (issue 17, item 3): real command-line runs in fresh processes and caches, under
-both malloc settings, judged against the targets on napo_lab's default."""
+every malloc setting, judged against the targets on napo_lab's default."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
-from benchmarks.memory import SETTINGS, commands, run_one, targets
+from benchmarks.memory import commands, measure_command, run_one, targets
 
 
-def test_the_zero_shot_evaluation_is_measured_under_both_settings(cache_dir):
-    args = SimpleNamespace(cache_dir=str(cache_dir), threads=1)
+def test_the_zero_shot_evaluation_is_measured_under_every_setting(cache_dir):
     key, label, argv = commands("quick")[1]
     assert key == "zero-shot" and argv[0] == "napo_lab.evaluate" and "eval=ranking" in argv
-    results = [{"key": key, "command": label, "setting": s, "malloc": m, **run_one(argv, o, args.cache_dir, 1)}
-               for m, s, o in SETTINGS]
+    results = measure_command(key, label, argv, str(cache_dir), 1)
     assert [r["malloc"] for r in results] == ["before", "after", "mmap128"]
     assert all(100 < r["peak_mb"] < 8000 and r["cpu_s"] > 0 for r in results), results
     rows = targets(results)
