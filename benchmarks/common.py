@@ -136,6 +136,7 @@ class Setup:
         from napo_lab.memory import configure
 
         configure(self.cfg.get("malloc"))  # as a job does (run.execute)
+        build.cpu_kernel_cache(self.cfg.get("cpu_kernel_cache"))
         t = time.perf_counter()
         self.prepared = build.data(self.cfg)
         self.model, self.tokenizer = build.model(self.cfg)
@@ -152,6 +153,14 @@ class Setup:
         self.model.to(self.device)
         self.timings["load_s"] = time.perf_counter() - t
         return self
+
+    def autocast(self):
+        """The mixed precision a job computes under (``build.autocast``: bf16 autocast where the trainer's
+        precision resolves to bf16-mixed, as Lightning's MixedPrecision plugin runs training steps; a
+        no-op at full precision), so a measured step or evaluation is the job's computation."""
+        from napo_lab.recipe import build
+
+        return build.autocast(self.cfg, self.model)
 
     def datamodule(self, k: int, batch_size: int = 1, train_limit: int | None = None,
                    test_limit: int | None = None, history: bool = False):
@@ -235,11 +244,15 @@ class Timer:
         return False
 
 
-def train_step(module, opt, batch, device: str) -> tuple[float, float]:
-    """One optimisation step: log-probs (policy, with gradients), loss, backward, AdamW.
-    Returns (wall seconds, CPU seconds)."""
+def train_step(module, opt, batch, device: str, amp=None) -> tuple[float, float]:
+    """One optimisation step: log-probs (policy, with gradients) and loss under ``amp()`` (a context
+    factory, ``Setup.autocast``: the forward under the job's mixed precision, as the Trainer runs it),
+    backward, AdamW. Returns (wall seconds, CPU seconds)."""
+    import contextlib
+
     with Timer(device) as t:
-        out = module.compute_loss(batch)
+        with (amp or contextlib.nullcontext)():
+            out = module.compute_loss(batch)
         out.loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

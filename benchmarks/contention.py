@@ -65,7 +65,8 @@ def run_contention(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     opt = make_optimizer(module)
     batch = setup.train_batch(0, int(spec["batch"]), history=True)
     train_step(
-        module, opt, setup.train_batch(0, int(spec["batch"]), truncate_prompt=16, history=True), setup.device
+        module, opt, setup.train_batch(0, int(spec["batch"]), truncate_prompt=16, history=True), setup.device,
+        setup.autocast,
     )
     alone, busy = [], []
     for r in range(int(spec["rounds"])):
@@ -74,7 +75,7 @@ def run_contention(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
             try:
                 if proc:
                     time.sleep(0.2)  # let it get scheduled
-                wall, _ = train_step(module, opt, batch, setup.device)
+                wall, _ = train_step(module, opt, batch, setup.device, setup.autocast)
             finally:
                 if proc:
                     proc.kill()

@@ -179,10 +179,10 @@ def steps(setup, args, peak: float, out: list[str]) -> None:
         opt = make_optimizer(module)
         batch = setup.train_batch(k, args.batch)
 
-        train_step(module, opt, batch, setup.device)  # warm-up: kernels, allocator, optimizer state
+        train_step(module, opt, batch, setup.device, setup.autocast)  # warm-up: kernels, allocator, optimizer state
         with PeakMemory(setup.device) as mem, Timer(setup.device) as t:
             for _ in range(args.steps):
-                train_step(module, opt, batch, setup.device)
+                train_step(module, opt, batch, setup.device, setup.autocast)
         seconds = (t.wall if cuda else t.cpu) / args.steps
         work = batch_work(batch)
         mfu = flops(arch, work, train=True) / seconds / peak

@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     ks = [int(x) for x in args.ks.split(",")]
     mode = mode_of(args)
-    model = {"quick": "tiny random Llama", "full": "SmolLM2-135M-Instruct (fp32)",
+    model = {"quick": "tiny random Llama", "full": "SmolLM2-135M-Instruct (dtype auto, as a job: bf16 where the CPU is fast at it)",
              "1b": "random-initialised ~1B Llama (bf16, SDPA)"}[mode]
     data = "synthetic" if mode == "quick" else "LastFM"
     if args.device.startswith("cuda"):

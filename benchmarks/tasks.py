@@ -29,9 +29,9 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     k, bsz = int(spec["k"]), int(spec["batch"])
     warm = setup.train_batch(k, bsz, truncate_prompt=16, history=sft)
     batch = setup.train_batch(k, bsz, history=sft)
-    train_step(module, opt, warm, setup.device)  # allocator, kernels and optimizer state
+    train_step(module, opt, warm, setup.device, setup.autocast)  # allocator, kernels and optimizer state
     with PeakMemory(setup.device) as mem:
-        seconds, cpu = train_step(module, opt, batch, setup.device)
+        seconds, cpu = train_step(module, opt, batch, setup.device, setup.autocast)
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
     work = batch_work(batch, history=sft)
     return {"seconds": seconds, "cpu_s": cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
@@ -94,7 +94,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
         return t.wall / n, t.cpu / n, mem.peak_mb
 
     out: dict[str, list[tuple[float, float, float]]] = {f"{p}/{w}": [] for p in EVAL_VARIANTS for w in ("before", "after")}
-    with torch.no_grad():
+    with torch.no_grad(), setup.autocast():  # as the job evaluates (build.autocast)
         for r in range(repeats + 1):  # round 0 warms up (kernels, allocator) and is discarded unless repeats == 0
             order = [(fn, p) for p in EVAL_VARIANTS for fn in (before, after)]
             order = order[r % len(order):] + order[: r % len(order)]
@@ -148,7 +148,7 @@ def run_refcache(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
 
     def epoch(cache) -> tuple[float, float]:
         module.ref_cache = cache
-        steps = [train_step(module, opt, b, setup.device) for b in batches]
+        steps = [train_step(module, opt, b, setup.device, setup.autocast) for b in batches]
         return sum(w for w, _ in steps), sum(c for _, c in steps)
 
     warm_cache = RefLogpCache(root, cache_key(parts), describe=parts)

@@ -11,6 +11,9 @@ from napo_lab.errors import UserError
 #: Whether ``release_memory`` trims the heap (config ``malloc.trim``, set by ``configure``).
 TRIM = True
 
+#: Trim after every this many training batches too (config ``malloc.trim_every_n_steps``; 0 = never).
+TRIM_EVERY = 8
+
 #: glibc's mallopt parameter number of M_MMAP_THRESHOLD (malloc.h).
 _M_MMAP_THRESHOLD = -3
 
@@ -47,6 +50,15 @@ def malloc_mmap_threshold(kib: Any) -> str:
     return f"{kib} KiB"
 
 
+def trim_heap() -> bool:
+    """Give the heap's free pages back (glibc ``malloc_trim``), without a garbage collection: the cheap
+    form for inside a training stage (``HeapTrim``). False when trimming is off or not available."""
+    libc = _libc() if TRIM else None
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    return bool(libc.malloc_trim(0))
+
+
 def release_memory() -> bool:
     """Between phases (after a training stage, after an evaluation pass): collect garbage and give the
     heap's free pages back to the system (glibc ``malloc_trim``), so the next phase starts from the
@@ -57,19 +69,20 @@ def release_memory() -> bool:
     if not TRIM:
         return False
     gc.collect()
-    libc = _libc()
-    if libc is None or not hasattr(libc, "malloc_trim"):
-        return False
-    return bool(libc.malloc_trim(0))
+    return trim_heap()
 
 
 def configure(malloc: Any) -> str:
     """Apply the config's ``malloc`` node (``trim``, ``mmap_threshold_kb``); what was done, for the log."""
-    global TRIM
+    global TRIM, TRIM_EVERY
     malloc = malloc or {}
     trim = malloc.get("trim", True)
     if not isinstance(trim, bool):
         raise UserError(f"malloc.trim={trim!r} is not true or false")
+    every = malloc.get("trim_every_n_steps", 8)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise UserError(f"malloc.trim_every_n_steps={every!r} is not a whole number >= 0 (0 = between phases only)")
     threshold = malloc_mmap_threshold(malloc.get("mmap_threshold_kb"))
-    TRIM = trim
-    return f"mmap threshold {threshold}, trim between phases {'on' if trim else 'off'}"
+    TRIM, TRIM_EVERY = trim, every
+    when = "off" if not trim else "between phases" + (f" and every {every} training batches" if every else "")
+    return f"mmap threshold {threshold}, trim {when}"

@@ -207,11 +207,12 @@ def execute(cfg: DictConfig, job=None) -> float | None:
 
     quiet_libraries(bool(cfg.get("debug", False)))
     from napo_lab.memory import configure as configure_malloc
-    from napo_lab.recipe.build import cpu_threads, global_rank
+    from napo_lab.recipe.build import cpu_kernel_cache, cpu_threads, global_rank
 
     rank = global_rank()
     try:  # before anything is written
         threads = cpu_threads(cfg.get("cpu_threads", "auto"))
+        kernels = cpu_kernel_cache(cfg.get("cpu_kernel_cache"))
         malloc = configure_malloc(cfg.get("malloc"))
     except UserError as err:
         sys.exit(report_error(err, debug=bool(cfg.get("debug", False))))
@@ -219,8 +220,8 @@ def execute(cfg: DictConfig, job=None) -> float | None:
 
     if threads:
         torch.set_num_threads(threads)
-    log.info("torch CPU threads: %d (cpu_threads=%s); malloc: %s", torch.get_num_threads(),
-             cfg.get("cpu_threads", "auto"), malloc)
+    log.info("torch CPU threads: %d (cpu_threads=%s); CPU kernel cache: %s; malloc: %s", torch.get_num_threads(),
+             cfg.get("cpu_threads", "auto"), kernels, malloc)
     from napo_lab.resume import CLAIM_NOTE
 
     for note in CLAIM_NOTE:

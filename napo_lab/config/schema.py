@@ -71,6 +71,9 @@ class Checkpoint:
 @dataclass
 class Malloc:
     trim: bool = spec(True, "give the heap's free pages back after each training stage and evaluation pass")
+    trim_every_n_steps: int = spec(
+        8, "with trim on: also after every N-th training batch, so a stage does not climb to its high-water "
+        "mark (0 = between phases only)", ge=0)
     mmap_threshold_kb: int | None = spec(
         None, "glibc: allocations of at least this many KiB get their own mapping, returned on free (less memory, "
         "more CPU); null = glibc's moving threshold", ge=16, le=32768)
@@ -260,6 +263,9 @@ class Root:
     forward: FORWARD = spec("shared_prefix", "log-prob layout (falls back when the model cannot use it)")
     optimized_metric: str | None = spec(None, "the metric a sweep optimises, e.g. val/hr@1")
     cpu_threads: Any = spec("auto", "torch CPU threads: auto (cores - 1 unless OMP_NUM_THREADS is set) | null | N")
+    cpu_kernel_cache: int | None = spec(
+        64, "oneDNN's cache of compiled CPU kernels (one per matrix shape; ONEDNN_PRIMITIVE_CACHE_CAPACITY wins); "
+        "null = oneDNN's default (1024)", ge=0, le=65536)
     malloc: Malloc = spec(factory=Malloc, doc="glibc's allocator: trimming between phases, mmap threshold")
     adapter: str | None = spec(None, "napo_lab.evaluate: a saved adapter dir (null = the untrained model)")
     method_name: str | None = spec(None, "row name in reports (null = the loss, or the sequential model)")

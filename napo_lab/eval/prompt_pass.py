@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from napo_lab.eval.generation import left_pad
-from napo_lab.memory import release_memory
+from napo_lab.memory import release_memory, trim_heap
 from napo_lab.models.logprobs import _as_attention_mask, block_causal, causal_lm, completion_logps, pad_rows
 from napo_lab.progress import progress
 
@@ -215,6 +215,7 @@ def answers_and_scores(model, tokenizer, title_ids, batches: Sequence[dict], n: 
                         per_row["answer"][i] = ends[0] + 1 if ends else len(row)
                 seconds["generate"] += time.perf_counter() - t2
                 bar.advance(task, len(index))
+                trim_heap()  # each batch's KV cache grew by concatenation: its freed pages go back now
     finally:
         model.train(was_training)
         release_memory()  # the KV caches grew by concatenation: hand the freed heap pages back

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 
 from napo_lab.losses.base import LossInputs, LossOutput, gather_items
-from napo_lab.models.adapters import REFERENCE_ADAPTER, active_adapter
+from napo_lab.models.adapters import REFERENCE_ADAPTER, active_adapter, lora_inputs_as_given
 from napo_lab.models.logprobs import completion_and_prompt_logps, completion_logps
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,10 @@ class RecLitModule(L.LightningModule):
         return ref, (ref_cross[0] if ref_cross is not None else None)
 
     def compute_loss(self, batch: Mapping[str, Any]) -> LossOutput:
+        with lora_inputs_as_given(self.model):  # bit-identical, fewer copies under autocast
+            return self._compute_loss(batch)
+
+    def _compute_loss(self, batch: Mapping[str, Any]) -> LossOutput:
         loss = self.loss_fn
         cross = bool(getattr(loss, "needs_cross_logps", False))
         history = bool(getattr(loss, "needs_history_logps", False)) and not cross
@@ -127,7 +131,7 @@ class RecLitModule(L.LightningModule):
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), lora_inputs_as_given(self.model):
                 scores, _, _ = self._score(batch, cross=False)
         finally:
             self.model.train(was_training)

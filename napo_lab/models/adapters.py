@@ -213,3 +213,34 @@ def adapter_run_config(path: Path) -> dict | None:
         raise AdapterError(f"{file} is not readable YAML ({str(err).splitlines()[0]}); it is written by napo_lab "
                            "beside every adapter it saves: retrain, or pass model=... dataset=... yourself.") from None
     return data if isinstance(data, dict) else None
+
+
+@contextlib.contextmanager
+def lora_inputs_as_given(model):
+    """Under autocast, let the LoRA layers take their input in the dtype it comes in (docs/performance.md,
+    "LoRA inputs under autocast").
+
+    peft casts a LoRA layer's input to its weights' dtype (bf16 activations -> fp32 copies for the fp32
+    LoRA weights), and autocast then casts that copy back to bf16 for the matmul: a conversion each way
+    per layer and, in training, a second bf16 copy of every projection's input kept for the backward pass.
+    bf16 -> fp32 -> bf16 is exact, so skipping both gives bit-identical log-probs and gradients. Outside
+    autocast (full precision, or bf16 weights without mixed precision) the cast is needed and stays on.
+    """
+    import torch
+
+    try:
+        device = next(model.parameters()).device.type
+    except StopIteration:
+        device = "cpu"
+    if not torch.is_autocast_enabled(device):
+        yield
+        return
+    layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    saved = [m.cast_input_dtype_enabled for m in layers]
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    try:
+        yield
+    finally:
+        for m, value in zip(layers, saved):
+            m.cast_input_dtype_enabled = value

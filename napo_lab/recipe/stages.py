@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from napo_lab.cache import CacheEntry, atomic_write_text, canonical
 from napo_lab.data.prepared import PreparedDataset
-from napo_lab.lit.callbacks import MetricsHistory
+from napo_lab.lit.callbacks import HeapTrim, MetricsHistory
 from napo_lab.lit.checkpoint import ResumeState, check_checkpoint
 from napo_lab.lit.loggers import StageLogger
 from napo_lab.lit.module import RecLitModule
@@ -74,7 +74,7 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     callbacks = [job.history.for_stage(stage), *build.callbacks(cfg),
                  *build.curve_callbacks(cfg, job.prepared, job.model, job.tokenizer, job.history, stage),
                  ResumeState(identity, f"{cfg.model.name} / {job.prepared.name} / {stage} {loss_cfg['name']}",
-                             dm.index_sampler, job.history)]
+                             dm.index_sampler, job.history), HeapTrim()]
     ckpt_dir = Path(job.out_dir) / CHECKPOINTS / stage
     every = int(cfg.checkpoint.every_n_steps)
     if every > 0:

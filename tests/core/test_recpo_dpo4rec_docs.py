@@ -43,8 +43,10 @@ def test_the_docs_show_the_commands_this_file_runs():
     assert len(DOCUMENTED) == 5
 
 
+# The sweep (a real 6-job multirun, ~45 s) runs with the slow tests (make test-slow), beside make test-docs,
+# which runs it too; the single runs stay in make test.
 @needs_data
-@pytest.mark.parametrize("command", DOCUMENTED)
+@pytest.mark.parametrize("command", [pytest.param(c, marks=pytest.mark.slow) if " -m " in c else c for c in DOCUMENTED])
 def test_documented_command_runs(command, tmp_path, cache_dir):
     args = shlex.split(command)
     assert args[:3] == ["python", "-m", "napo_lab.run"]

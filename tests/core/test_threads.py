@@ -7,7 +7,7 @@ import os
 import pytest
 
 from napo_lab.errors import UserError
-from napo_lab.recipe.build import cpu_threads
+from napo_lab.recipe.build import ONEDNN_CACHE_ENV, cpu_kernel_cache, cpu_threads
 from tests.cli.cli_helpers import describe, run_module
 
 
@@ -23,6 +23,22 @@ def test_auto_leaves_one_core_unless_omp_num_threads_is_set(monkeypatch):
 def test_a_bad_setting_is_a_user_error(bad):
     with pytest.raises(UserError, match="cpu_threads=.* is not a thread count: use auto, null"):
         cpu_threads(bad)
+
+
+def test_cpu_kernel_cache_sets_onednns_variable_unless_the_environment_does(monkeypatch):
+    monkeypatch.delenv(ONEDNN_CACHE_ENV, raising=False)
+    assert cpu_kernel_cache(None) == "oneDNN default" and ONEDNN_CACHE_ENV not in os.environ
+    assert cpu_kernel_cache(64) == "64" and os.environ[ONEDNN_CACHE_ENV] == "64"
+    monkeypatch.setenv(ONEDNN_CACHE_ENV, "8")
+    assert cpu_kernel_cache(64) == f"8 (from {ONEDNN_CACHE_ENV})" and os.environ[ONEDNN_CACHE_ENV] == "8"
+
+
+@pytest.mark.parametrize("bad", [-1, 70000, "many", True, 2.5])
+def test_a_bad_cpu_kernel_cache_is_a_user_error(bad, monkeypatch):
+    monkeypatch.delenv(ONEDNN_CACHE_ENV, raising=False)
+    with pytest.raises(UserError, match="cpu_kernel_cache=.* is not a kernel count from 0 to 65536"):
+        cpu_kernel_cache(bad)
+    assert ONEDNN_CACHE_ENV not in os.environ  # refused: nothing set
 
 
 def test_a_bad_setting_exits_2_with_one_line(tmp_path, cache_dir):
@@ -120,12 +136,34 @@ def test_trimming_between_phases_gives_the_heaps_free_pages_back():
 
 
 def test_malloc_config_is_checked():
-    assert configure({"trim": True, "mmap_threshold_kb": None}) == "mmap threshold glibc default, trim between phases on"
+    assert configure({"trim": True, "mmap_threshold_kb": None}) == (
+        "mmap threshold glibc default, trim between phases and every 8 training batches")
+    assert configure({"trim": True, "trim_every_n_steps": 0}) == "mmap threshold glibc default, trim between phases"
     with pytest.raises(UserError, match="malloc.trim='yes' is not true or false"):
         configure({"trim": "yes"})
-    assert memory.TRIM is True
+    for bad in (-1, 2.5, True):
+        with pytest.raises(UserError, match=r"malloc.trim_every_n_steps=.* is not a whole number >= 0"):
+            configure({"trim_every_n_steps": bad})
+    assert memory.TRIM is True and memory.TRIM_EVERY == 0  # a refused setting changed nothing
     configure({"trim": False})
     try:
-        assert release_memory() is False
+        assert configure({"trim": False}) == "mmap threshold glibc default, trim off"
+        assert release_memory() is False and memory.trim_heap() is False
     finally:
         configure({"trim": True})
+    assert memory.TRIM_EVERY == 8
+
+
+def test_heap_trim_callback_trims_every_nth_training_batch(monkeypatch):
+    from napo_lab.lit.callbacks import HeapTrim
+
+    calls = []
+    monkeypatch.setattr(memory, "trim_heap", lambda: calls.append(cb.batches) or True)
+    monkeypatch.setattr(memory, "TRIM_EVERY", 3)
+    cb = HeapTrim()
+    for i in range(7):
+        cb.on_train_batch_end(None, None, None, None, i)
+    assert calls == [3, 6]
+    monkeypatch.setattr(memory, "TRIM_EVERY", 0)
+    cb.on_train_batch_end(None, None, None, None, 7)
+    assert calls == [3, 6]

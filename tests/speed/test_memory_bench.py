@@ -3,9 +3,12 @@ every malloc setting, judged against the targets on napo_lab's default."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.memory import commands, measure_command, run_one, targets
 
 
+@pytest.mark.slow  # three fresh-process evaluations (~45 s): make test-slow
 def test_the_zero_shot_evaluation_is_measured_under_every_setting(cache_dir):
     key, label, argv = commands("quick")[1]
     assert key == "zero-shot" and argv[0] == "napo_lab.evaluate" and "eval=ranking" in argv
