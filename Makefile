@@ -18,7 +18,8 @@ endif
 ARGS ?=
 PYTEST_ARGS ?=
 # `make test` runs the suite in this many pytest-xdist workers (a test file stays on one worker), each
-# with one torch thread (PYTEST_WORKERS=1: one process). On 2 cores: 9:55 with 2 workers beside a busy
+# with one torch thread (PYTEST_WORKERS=1: one process). On 2 cores: 8:33 with 2 workers on a quiet machine
+# (commit 9ca64fb); 9:55 at an earlier commit with 2 workers beside a busy
 # one-thread job, against 12:03 in one process on an idle machine.
 PYTEST_WORKERS ?= 2
 
