@@ -218,7 +218,7 @@ def adapter_run_config(path: Path) -> dict | None:
 @contextlib.contextmanager
 def lora_inputs_as_given(model):
     """Under autocast, let the LoRA layers take their input in the dtype it comes in (docs/performance.md,
-    "LoRA inputs under autocast").
+    "Memory", second pass: "LoRA inputs as given under autocast").
 
     peft casts a LoRA layer's input to its weights' dtype (bf16 activations -> fp32 copies for the fp32
     LoRA weights), and autocast then casts that copy back to bf16 for the matmul: a conversion each way
