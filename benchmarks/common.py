@@ -133,10 +133,10 @@ class Setup:
         if self.threads:
             torch.set_num_threads(int(self.threads))
         self.cfg = compose(self.mode, self.cache_dir)
-        from napo_lab.memory import configure
+        from napo_lab.memory import configure, cpu_kernel_cache
 
         configure(self.cfg.get("malloc"))  # as a job does (run.execute)
-        build.cpu_kernel_cache(self.cfg.get("cpu_kernel_cache"))
+        cpu_kernel_cache(self.cfg.get("cpu_kernel_cache"))
         t = time.perf_counter()
         self.prepared = build.data(self.cfg)
         self.model, self.tokenizer = build.model(self.cfg)
@@ -244,14 +244,12 @@ class Timer:
         return False
 
 
-def train_step(module, opt, batch, device: str, amp=None) -> tuple[float, float]:
+def train_step(module, opt, batch, device: str, amp) -> tuple[float, float]:
     """One optimisation step: log-probs (policy, with gradients) and loss under ``amp()`` (a context
     factory, ``Setup.autocast``: the forward under the job's mixed precision, as the Trainer runs it),
     backward, AdamW. Returns (wall seconds, CPU seconds)."""
-    import contextlib
-
     with Timer(device) as t:
-        with (amp or contextlib.nullcontext)():
+        with amp():
             out = module.compute_loss(batch)
         out.loss.backward()
         opt.step()

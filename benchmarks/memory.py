@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from napo_lab.memory import ONEDNN_CACHE_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS_MB = {"job": 2500.0, "zero-shot": 1500.0}
 SETTINGS = (
@@ -55,7 +57,7 @@ def run_one(argv: list[str], settings: list[str], cache_dir: str, threads: int |
             (tmp / "cache" / "models").symlink_to(models.resolve())
         # Without oneDNN's cache variable (a benchmark worker in this process may have set it): each
         # setting's cpu_kernel_cache decides.
-        env = {**{k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"},
+        env = {**{k: v for k, v in os.environ.items() if k != ONEDNN_CACHE_ENV},
                "NAPO_LAB_CACHE_DIR": str(tmp / "cache"), "WANDB_MODE": "offline"}
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)

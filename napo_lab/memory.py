@@ -1,9 +1,10 @@
-"""The C library's side of memory (docs/performance.md, "Memory"): glibc's mmap threshold and giving
-freed heap pages back between phases."""
+"""The native libraries' side of memory (docs/performance.md, "Memory"): glibc's mmap threshold, giving
+freed heap pages back between phases, and oneDNN's cache of compiled CPU kernels."""
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 from napo_lab.errors import UserError
@@ -28,6 +29,27 @@ def _libc():
         return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
+
+
+#: oneDNN's own environment variable for its kernel cache (read once, at the first kernel it builds).
+ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+
+
+def cpu_kernel_cache(setting: Any) -> str:
+    """oneDNN's cache of compiled CPU kernels (config ``cpu_kernel_cache``; docs/performance.md, "Memory"):
+    it keeps one kernel, with its buffers, per matrix shape, and every new sequence length is a new shape,
+    so over a stage its default capacity (1024) holds hundreds of MB the job never uses again. Sets
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` unless the environment already does (then that wins), so it must
+    run before the first matmul. Returns what was done, for the log; null leaves oneDNN's default."""
+    if setting is None:
+        return "oneDNN default"
+    if isinstance(setting, bool) or not isinstance(setting, int) or not 0 <= setting <= 65536:
+        raise UserError(f"cpu_kernel_cache={setting!r} is not a kernel count from 0 to 65536: use e.g. "
+                        "cpu_kernel_cache=64, or null for oneDNN's default (1024)")
+    if os.environ.get(ONEDNN_CACHE_ENV):
+        return f"{os.environ[ONEDNN_CACHE_ENV]} (from {ONEDNN_CACHE_ENV})"
+    os.environ[ONEDNN_CACHE_ENV] = str(setting)
+    return str(setting)
 
 
 def malloc_mmap_threshold(kib: Any) -> str:

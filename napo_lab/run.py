@@ -207,7 +207,8 @@ def execute(cfg: DictConfig, job=None) -> float | None:
 
     quiet_libraries(bool(cfg.get("debug", False)))
     from napo_lab.memory import configure as configure_malloc
-    from napo_lab.recipe.build import cpu_kernel_cache, cpu_threads, global_rank
+    from napo_lab.memory import cpu_kernel_cache
+    from napo_lab.recipe.build import cpu_threads, global_rank
 
     rank = global_rank()
     try:  # before anything is written

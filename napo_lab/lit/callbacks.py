@@ -11,6 +11,8 @@ from typing import Any
 
 import lightning as L
 
+from napo_lab import memory
+
 
 class HeapTrim(L.Callback):
     """Gives the heap's free pages back after every ``malloc.trim_every_n_steps``-th training batch
@@ -22,8 +24,6 @@ class HeapTrim(L.Callback):
         self.batches = 0
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        from napo_lab import memory
-
         self.batches += 1
         if memory.TRIM_EVERY and self.batches % memory.TRIM_EVERY == 0:
             memory.trim_heap()

@@ -72,27 +72,6 @@ def cpu_threads(setting: Any) -> int | None:
                     "positive integer, e.g. cpu_threads=2")
 
 
-#: oneDNN's own environment variable for its kernel cache (read once, at the first kernel it builds).
-ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
-
-
-def cpu_kernel_cache(setting: Any) -> str:
-    """oneDNN's cache of compiled CPU kernels (config ``cpu_kernel_cache``; docs/performance.md, "Memory"):
-    it keeps one kernel, with its buffers, per matrix shape, and every new sequence length is a new shape,
-    so over a stage its default capacity (1024) holds hundreds of MB the job never uses again. Sets
-    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` unless the environment already does (then that wins), so it must
-    run before the first matmul. Returns what was done, for the log; null leaves oneDNN's default."""
-    if setting is None:
-        return "oneDNN default"
-    if isinstance(setting, bool) or not isinstance(setting, int) or not 0 <= setting <= 65536:
-        raise UserError(f"cpu_kernel_cache={setting!r} is not a kernel count from 0 to 65536: use e.g. "
-                        "cpu_kernel_cache=64, or null for oneDNN's default (1024)")
-    if os.environ.get(ONEDNN_CACHE_ENV):
-        return f"{os.environ[ONEDNN_CACHE_ENV]} (from {ONEDNN_CACHE_ENV})"
-    os.environ[ONEDNN_CACHE_ENV] = str(setting)
-    return str(setting)
-
-
 def model(cfg: DictConfig, adapter: str | Path | None = None):
     """(model, tokenizer): ``model.loader`` loads the base, then a freshly initialised, seeded LoRA
     adapter named 'default' from ``model.lora`` (a peft.LoraConfig), or, given ``adapter`` (a saved

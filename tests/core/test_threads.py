@@ -7,7 +7,8 @@ import os
 import pytest
 
 from napo_lab.errors import UserError
-from napo_lab.recipe.build import ONEDNN_CACHE_ENV, cpu_kernel_cache, cpu_threads
+from napo_lab.memory import ONEDNN_CACHE_ENV, cpu_kernel_cache
+from napo_lab.recipe.build import cpu_threads
 from tests.cli.cli_helpers import describe, run_module
 
 
