@@ -46,6 +46,9 @@ class Stage:
     pack_tokens: int | None = spec(None, "forward=shared_prefix: put several prompts (each with its completions) in "
                                          "one row of at most this many tokens, each attending only to itself; "
                                          "null = one prompt per row", ge=1)
+    activation_checkpointing: int | None = spec(
+        None, "recompute every N-th decoder layer's activations in the backward pass instead of keeping them "
+        "(1 = every layer: the least memory, ~1/3 more compute); the same numbers bit for bit; null = off", ge=1)
 
 
 @dataclass
@@ -211,7 +214,6 @@ class LLM:
     kind: Literal["llm"] = spec("llm", "llm or seqrec")
     name: str = spec("???", "the model's name (reports, cache keys)")
     chat_template: bool = spec(True, "wrap prompts in the tokenizer's chat format (instruct models)")
-    gradient_checkpointing: bool = spec(False, "recompute activations in backward (forces forward=duplicate)")
     loader: dict[str, Any] = spec(factory=dict, doc="_target_: napo_lab.models.llm.load_* and its options")
     lora: dict[str, Any] = spec(factory=dict, doc="_target_: peft.LoraConfig and its options")
 

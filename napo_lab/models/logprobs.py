@@ -315,20 +315,24 @@ def _duplicate(lm, prompts, owner, flat, pad_id, prompt_targets=None):
                           prompt_targets))
 
 
-def choose_layout(requested: str, model, strategy_name: str | None = None) -> str:
+def choose_layout(requested: str, model, strategy_name: str | None = None, checkpointing: bool = False) -> str:
     """The requested layout unless it cannot work here (training and evaluation both use the answer);
-    say why in the log when falling back."""
+    say why in the log when falling back. ``checkpointing``: a training stage recomputes activations
+    (``activation_checkpointing``), which drops the KV cache prefix_cache continues from; shared_prefix
+    needs no cache and works with it."""
     if requested == "duplicate":
         return "duplicate"
     lm = causal_lm(model)
-    if getattr(lm, "is_activation_checkpointing", None) or getattr(lm, "is_gradient_checkpointing", False):
-        log.info("forward=duplicate: gradient checkpointing is on and drops the KV cache shared-prefix needs")
-        return "duplicate"
     if strategy_name and ("fsdp" in strategy_name or "deepspeed" in strategy_name):
         log.info("forward=duplicate: strategy %s shards the model and needs one forward per step", strategy_name)
         return "duplicate"
     impl = getattr(lm.config, "_attn_implementation", "sdpa")
-    if requested == "shared_prefix" and impl not in ("sdpa", "eager"):
+    layout = requested
+    if layout == "shared_prefix" and impl not in ("sdpa", "eager"):
         log.info("forward=prefix_cache: %s attention cannot take the packed block mask", impl)
-        return "prefix_cache"
-    return requested
+        layout = "prefix_cache"
+    checkpointing = checkpointing or bool(getattr(lm, "is_activation_checkpointing", False))
+    if layout == "prefix_cache" and checkpointing:
+        log.info("forward=duplicate: activation checkpointing drops the KV cache prefix_cache continues from")
+        return "duplicate"
+    return layout

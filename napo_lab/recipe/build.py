@@ -30,7 +30,7 @@ from napo_lab.lit.loggers import redact
 from napo_lab.losses.base import PreferenceLoss
 from napo_lab.models.adapters import load_adapter
 from napo_lab.models.llm import apply_lora
-from napo_lab.models.logprobs import choose_layout
+from napo_lab.models.logprobs import causal_lm, choose_layout
 from napo_lab.models.ref_cache import RefLogpCache, cache_key
 from napo_lab.recipe.keys import precision, reference_key_parts
 from napo_lab.recipe.validate import world_size
@@ -79,9 +79,9 @@ def model(cfg: DictConfig, adapter: str | Path | None = None):
     base, tokenizer = make(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
     if adapter is not None:
         return load_adapter(base, Path(str(adapter)).expanduser()), tokenizer
-    if cfg.model.gradient_checkpointing:
-        base.gradient_checkpointing_enable()
-        base.enable_input_require_grads()
+    if checkpointed_stages(cfg) and not getattr(base, "supports_gradient_checkpointing", False):
+        raise UserError(f"{type(base).__name__} cannot recompute activations: set "
+                        + " ".join(f"{s}.activation_checkpointing=null" for s in checkpointed_stages(cfg)))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     return apply_lora(base, make(cfg.model.lora, _convert_="all")), tokenizer
 
@@ -92,7 +92,32 @@ def loss(cfg: DictConfig) -> PreferenceLoss:
 
 def layout(cfg: DictConfig, llm) -> str:
     """The log-prob layout for training and evaluation alike (decided once per run)."""
-    return choose_layout(cfg.forward, llm, cfg.strategy.name)
+    return choose_layout(cfg.forward, llm, cfg.strategy.name, checkpointing=bool(checkpointed_stages(cfg)))
+
+
+def checkpointed_stages(cfg: DictConfig) -> list[str]:
+    """The training stages whose ``activation_checkpointing`` is on."""
+    return [s for s in ("sft", "pref") if s in cfg and cfg[s].get("activation_checkpointing")]
+
+
+@contextlib.contextmanager
+def activation_checkpointing(model, every_n_layers: int | None):
+    """Within the block, the decoder recomputes every ``every_n_layers``-th layer's activations in the
+    backward pass instead of keeping them (transformers' activation checkpointing, non-reentrant: the
+    recomputation runs the same kernels on the same inputs, so losses and gradients are bit-identical;
+    evaluation and no-grad passes are untouched). None: nothing changes."""
+    if not every_n_layers:
+        yield
+        return
+    lm = causal_lm(model)
+    lm.activation_checkpointing_enable(every_n_layers=int(every_n_layers))
+    # Non-reentrant checkpointing reaches the LoRA weights inside a layer without the input embeddings
+    # requiring grad: the hook transformers adds for the reentrant kind would only compute an unused gradient.
+    lm.disable_input_require_grads()
+    try:
+        yield
+    finally:
+        lm.activation_checkpointing_disable()
 
 
 def datamodule(cfg: DictConfig, prepared: PreparedDataset, tokenizer, stage: str | None = None,

@@ -134,7 +134,8 @@ def dpo_round(cfg: DictConfig, job_dir: Path, llm, tokenizer, prompts, texts, pa
     L.seed_everything(int(cfg.seed) + round_, workers=True, verbose=False)
     trainer = build.trainer(cfg, settings, [], False, False, job_dir)
     module.train()
-    trainer.fit(module, train_dataloaders=loader)
+    with build.activation_checkpointing(llm, settings.get("activation_checkpointing")):
+        trainer.fit(module, train_dataloaders=loader)
     llm.set_adapter("default")
     return {f"dpo4rec/round{round_}/pairs": float(len(pairs)), f"dpo4rec/round{round_}/steps": float(trainer.global_step)}
 

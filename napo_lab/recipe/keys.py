@@ -52,6 +52,16 @@ def stage_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
     return s
 
 
+#: Stage settings that change how a step is computed but no number it computes (bit-identical results):
+#: left out of the SFT cache key and the checkpoint identity, so turning them on reuses what exists.
+COMPUTE_ONLY = ("activation_checkpointing",)
+
+
+def stage_identity(cfg: DictConfig, stage: str) -> dict[str, Any]:
+    """``stage_settings`` without the compute-only settings."""
+    return {k: v for k, v in stage_settings(cfg, stage).items() if k not in COMPUTE_ONLY}
+
+
 def trainer_identity(cfg: DictConfig) -> dict[str, Any]:
     out = {k: v for k, v in sorted(canonical(cfg.trainer).items()) if k not in _COSMETIC}
     out["precision"] = precision(cfg)
@@ -60,13 +70,13 @@ def trainer_identity(cfg: DictConfig) -> dict[str, Any]:
 
 def sft_key(cfg: DictConfig, prepared) -> str:
     return digest({"v": SFT_CACHE_VERSION, "model": model_identity(cfg), "data": prepared.root.name,
-                   "sft": stage_settings(cfg, "sft"), "trainer": trainer_identity(cfg), "seed": int(cfg.seed),
+                   "sft": stage_identity(cfg, "sft"), "trainer": trainer_identity(cfg), "seed": int(cfg.seed),
                    "forward": cfg.forward, "domain": cfg.dataset.domain, "n_candidates": cfg.dataset.n_candidates})
 
 
 def checkpoint_identity(cfg: DictConfig, stage: str, prepared, loss_cfg: Any) -> str:
     """A checkpoint belongs to this model, data, stage settings, loss and seed (others are refused)."""
-    return digest({"model": model_identity(cfg), "data": prepared.root.name, "stage": stage_settings(cfg, stage),
+    return digest({"model": model_identity(cfg), "data": prepared.root.name, "stage": stage_identity(cfg, stage),
                    "loss": canonical(loss_cfg), "seed": int(cfg.seed)})
 
 

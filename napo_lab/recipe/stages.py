@@ -89,7 +89,8 @@ def fit_stage(job: Job, stage: str, loss: PreferenceLoss, *, log_to_loggers: boo
     if seqrec is not None:
         seqrec.eval()
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from.is_file() else None)
+    with build.activation_checkpointing(job.model, settings.get("activation_checkpointing")):
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume_from) if resume_from.is_file() else None)
     release_memory()
     module.fit_seconds = time.perf_counter() - start
     module.datamodule = dm

@@ -141,12 +141,16 @@ def test_choose_layout_falls_back_and_says_why(tiny, caplog):
         assert choose_layout("shared_prefix", model, "fsdp") == "duplicate"
     assert "fsdp" in caplog.text
     caplog.clear()
+    # Activation checkpointing drops the KV cache prefix_cache continues from; shared_prefix needs none.
+    with caplog.at_level(logging.INFO, logger="napo_lab.models.logprobs"):
+        assert choose_layout("prefix_cache", model, checkpointing=True) == "duplicate"
+    assert "activation checkpointing" in caplog.text
+    assert choose_layout("shared_prefix", model, checkpointing=True) == "shared_prefix"
     lm = causal_lm(model)
-    lm.gradient_checkpointing_enable()
+    lm.activation_checkpointing_enable()
     try:
-        with caplog.at_level(logging.INFO, logger="napo_lab.models.logprobs"):
-            assert choose_layout("shared_prefix", model) == "duplicate"
-        assert "gradient checkpointing" in caplog.text
+        assert choose_layout("prefix_cache", model) == "duplicate"  # already on in the model itself
+        assert choose_layout("shared_prefix", model) == "shared_prefix"
     finally:
-        lm.gradient_checkpointing_disable()
-    assert choose_layout("shared_prefix", model) == "shared_prefix"
+        lm.activation_checkpointing_disable()
+    assert choose_layout("prefix_cache", model) == "prefix_cache"
