@@ -62,7 +62,7 @@ class SFTStage(Stage):
 @dataclass
 class Data:
     num_workers: int = spec(0, "DataLoader worker processes", ge=0)
-    eval_batch_size: int = spec(16, "prompts per evaluation batch", ge=1)
+    eval_batch_size: int = spec(8, "prompts per evaluation batch", ge=1)
 
 
 @dataclass

@@ -96,8 +96,10 @@ def layout(cfg: DictConfig, llm) -> str:
 
 
 def checkpointed_stages(cfg: DictConfig) -> list[str]:
-    """The training stages whose ``activation_checkpointing`` is on."""
-    return [s for s in ("sft", "pref") if s in cfg and cfg[s].get("activation_checkpointing")]
+    """The training stages this run trains whose ``activation_checkpointing`` is on (``pref`` is not
+    trained when ``loss.stage`` is sft)."""
+    trained = ("sft",) if cfg.get("loss") is not None and cfg.loss.get("stage") == "sft" else ("sft", "pref")
+    return [s for s in trained if s in cfg and cfg[s].get("activation_checkpointing")]
 
 
 @contextlib.contextmanager

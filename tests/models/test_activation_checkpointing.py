@@ -102,7 +102,8 @@ def test_setting_reuses_caches_and_bad_values_are_refused(tmp_path):
     class Prepared:  # sft_key reads only the prepared data's directory name
         root = tmp_path / "synthetic"
 
-    plain = compose_cfg(TINY, tmp_path / "a", tmp_path / "c")
+    off = ["sft.activation_checkpointing=null", "pref.activation_checkpointing=null"]
+    plain = compose_cfg([*TINY, *off], tmp_path / "a", tmp_path / "c")
     ck = compose_cfg([*TINY, "sft.activation_checkpointing=1", "pref.activation_checkpointing=2"],
                      tmp_path / "a", tmp_path / "c")
     assert keys.sft_key(plain, Prepared) == keys.sft_key(ck, Prepared)
@@ -111,6 +112,9 @@ def test_setting_reuses_caches_and_bad_values_are_refused(tmp_path):
         keys.checkpoint_identity(ck, "pref", Prepared, loss_cfg)
     assert build.checkpointed_stages(ck) == ["sft", "pref"] and build.checkpointed_stages(plain) == []
     validate(ck)
+    default = compose_cfg(TINY, tmp_path / "a", tmp_path / "c")  # the default: NAPO's stage recomputes
+    assert build.checkpointed_stages(default) == ["pref"]
+    assert build.checkpointed_stages(compose_cfg([*TINY, "loss=sft"], tmp_path / "a", tmp_path / "c")) == []
     for bad in ("pref.activation_checkpointing=0", "sft.activation_checkpointing=yes"):
         with pytest.raises(Exception, match="activation_checkpointing") as err:
             validate(compose_cfg([*TINY, bad], tmp_path / "b", tmp_path / "c"))
@@ -125,7 +129,8 @@ def test_real_pipeline_trains_identically_with_checkpointing(tmp_path):
     from napo_lab.run import execute
 
     out = {}
-    for name, extra in (("plain", []), ("ck", ["sft.activation_checkpointing=1", "pref.activation_checkpointing=1"])):
+    for name, extra in (("plain", ["pref.activation_checkpointing=null"]),
+                        ("ck", ["sft.activation_checkpointing=1", "pref.activation_checkpointing=1"])):
         run = tmp_path / name
         execute(compose_cfg([*TINY, "loss=napo", "eval.protocol=ranking", *extra], run, tmp_path / f"cache_{name}"))
         curve = pd.read_csv(run / "train_metrics.csv")
