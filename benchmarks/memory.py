@@ -1,7 +1,9 @@
 """Peak memory of the default job and of a zero-shot ranking evaluation (issue 17, item 3): before
-(glibc's and oneDNN's own behaviour: ``malloc.trim=false cpu_kernel_cache=null``), after (napo_lab's
-default: free heap pages given back after each training stage, every 8th training batch and each
-evaluation batch; oneDNN's kernel cache capped at 64) and with the memory-for-CPU option
+(glibc's and oneDNN's own behaviour, NAPO's activations kept, 16 prompts per evaluation batch:
+``malloc.trim=false cpu_kernel_cache=null pref.activation_checkpointing=null data.eval_batch_size=16``),
+after (napo_lab's default: free heap pages given back after each training stage, every 8th training
+batch and each evaluation batch; oneDNN's kernel cache capped at 64; the preference stage recomputes
+its activations in the backward pass; 8 prompts per evaluation batch) and with the memory-for-CPU option
 ``malloc.mmap_threshold_kb=128``. The LoRA layers' input casting under autocast (bit-identical, no
 setting) is off in all three.
 
@@ -27,9 +29,11 @@ from napo_lab.memory import ONEDNN_CACHE_ENV
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS_MB = {"job": 2500.0, "zero-shot": 1500.0}
 SETTINGS = (
-    ("before", "before: glibc and oneDNN as they are (malloc.trim=false cpu_kernel_cache=null)",
-     ["malloc.trim=false", "cpu_kernel_cache=null"]),
-    ("after", "after: napo_lab's default (malloc.trim=true, trim_every_n_steps=8, cpu_kernel_cache=64)", []),
+    ("before", "before: glibc and oneDNN as they are, no recomputation, evaluation batch 16 (malloc.trim=false "
+     "cpu_kernel_cache=null pref.activation_checkpointing=null data.eval_batch_size=16)",
+     ["malloc.trim=false", "cpu_kernel_cache=null", "pref.activation_checkpointing=null", "data.eval_batch_size=16"]),
+    ("after", "after: napo_lab's default (malloc.trim=true, trim_every_n_steps=8, cpu_kernel_cache=64, "
+     "pref.activation_checkpointing=1, data.eval_batch_size=8)", []),
     ("mmap128", "option: malloc.mmap_threshold_kb=128", ["malloc.mmap_threshold_kb=128"]),
 )
 

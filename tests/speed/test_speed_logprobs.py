@@ -68,7 +68,9 @@ def test_shared_prefix_equals_duplicate_values_and_gradients(tiny, layout, attn)
     assert g_s.keys() == g_d.keys() and len(g_s) > 0
     assert any(float(g.abs().max()) > 1e-4 for g in g_s.values())
     for name in g_s:
-        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=0), name
+        # gradients sum over every completion token in a different order per layout: in fp32 that is
+        # rounding relative to their size (LoRA gradients reach ~3 here), hence a relative tolerance too
+        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=TOL), name
 
 
 @pytest.mark.parametrize("layout", ["shared_prefix", "prefix_cache"])
@@ -106,7 +108,9 @@ def test_napo_cross_layout_every_pool_item_under_every_prompt(tiny):
     valid = batch["mask"].unsqueeze(0).expand(3, -1, -1)
     assert torch.allclose(cross_s[valid], cross_d[valid], atol=TOL, rtol=0)
     for name in g_s:
-        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=0), name
+        # gradients sum over every completion token in a different order per layout: in fp32 that is
+        # rounding relative to their size (LoRA gradients reach ~3 here), hence a relative tolerance too
+        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=TOL), name
     with torch.no_grad():
         for i in range(3):  # prompt of user i
             for j, comps in enumerate(completions):  # user j's completions
