@@ -200,8 +200,15 @@ def describe_adapter(path: Path, run_config: dict, metrics: dict[str, float] | N
     (path / CARD).write_text("\n".join(lines))
 
 
+#: Keys an older napo_lab saved beside its adapters that no longer exist: dropped on reading, so the adapter
+#: still evaluates (``model.gradient_checkpointing`` became ``<stage>.activation_checkpointing``, a training
+#: setting that evaluation does not use).
+RETIRED_KEYS = {"model": ("gradient_checkpointing",)}
+
+
 def adapter_run_config(path: Path) -> dict | None:
-    """The config saved beside an adapter by describe_adapter, or None (an adapter from elsewhere)."""
+    """The config saved beside an adapter by describe_adapter (keys retired since dropped), or None (an
+    adapter from elsewhere)."""
     import yaml
 
     file = Path(path) / RUN_CONFIG
@@ -212,7 +219,13 @@ def adapter_run_config(path: Path) -> dict | None:
     except yaml.YAMLError as err:
         raise AdapterError(f"{file} is not readable YAML ({str(err).splitlines()[0]}); it is written by napo_lab "
                            "beside every adapter it saves: retrain, or pass model=... dataset=... yourself.") from None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    for group, retired in RETIRED_KEYS.items():
+        if isinstance(data.get(group), dict):
+            for key in retired:
+                data[group].pop(key, None)
+    return data
 
 
 @contextlib.contextmanager

@@ -142,3 +142,22 @@ def test_real_pipeline_trains_identically_with_checkpointing(tmp_path):
         assert len(a) == len(b) >= 2, stage
         assert (a == b).all(), stage
     pd.testing.assert_frame_equal(pred_a, pred_b)
+
+
+def test_an_adapter_saved_with_the_retired_model_flag_still_evaluates(tmp_path):
+    """Adapters saved before this setting existed carry ``model.gradient_checkpointing`` in their
+    napo_lab_config.yaml; evaluate adopts that model group, and the whole config must still validate."""
+    import yaml
+
+    from napo_lab.evaluate import adopt_adapter_config
+    from napo_lab.models.adapters import RUN_CONFIG
+    from napo_lab.recipe.validate import validate
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    model = OmegaConf.to_container(compose_cfg(TINY, tmp_path / "a", tmp_path / "c").model)
+    (adapter / RUN_CONFIG).write_text(yaml.safe_dump({"model": {**model, "gradient_checkpointing": False}}))
+    cfg = compose_cfg([*TINY, f"+adapter={adapter}"], tmp_path / "a", tmp_path / "c")
+    assert adopt_adapter_config(cfg, []) == ["model"]
+    assert "gradient_checkpointing" not in cfg.model and cfg.model.name == model["name"]
+    validate(cfg)
