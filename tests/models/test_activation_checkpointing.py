@@ -161,3 +161,16 @@ def test_an_adapter_saved_with_the_retired_model_flag_still_evaluates(tmp_path):
     assert adopt_adapter_config(cfg, []) == ["model"]
     assert "gradient_checkpointing" not in cfg.model and cfg.model.name == model["name"]
     validate(cfg)
+
+
+def test_a_model_that_cannot_recompute_is_refused_naming_the_setting(tmp_path, monkeypatch):
+    from transformers.models.llama import modeling_llama
+
+    from napo_lab.errors import UserError
+
+    monkeypatch.setattr(modeling_llama.LlamaPreTrainedModel, "supports_gradient_checkpointing", False)
+    cfg = compose_cfg(TINY, tmp_path / "a", tmp_path / "c")  # the default: pref recomputes
+    with pytest.raises(UserError, match=r"LlamaForCausalLM cannot recompute activations: set "
+                                        r"pref.activation_checkpointing=null$"):
+        build.model(cfg)
+    build.model(compose_cfg([*TINY, "pref.activation_checkpointing=null"], tmp_path / "a", tmp_path / "c"))
