@@ -22,5 +22,7 @@ def tiny():
         for n, p in model.named_parameters():
             if "lora_B" in n:  # LoRA B starts at zero; make the adapter matter
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+            elif "lora_A" in n:  # peft draws A from torch's global generator: whatever ran before would decide it
+                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) / p.shape[1] ** 0.5)
     model.eval()
     return model, tok

@@ -31,6 +31,13 @@ def _lora_grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
 
 
+def _close_grads(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Within TOL of the gradient's own scale: each layout sums the same per-token terms in another order,
+    and in fp32 that rounding grows with the terms' size (LoRA gradients here reach ~10, where the layouts
+    differ by up to ~8e-6 across random LoRA initialisations)."""
+    return float((a - b).abs().max()) <= TOL * max(1.0, float(b.abs().max()))
+
+
 def _run(model, prompts, completions, pad, layout, weights):
     model.zero_grad(set_to_none=True)
     logps, lengths = completion_logps(model, prompts, completions, pad, layout)
@@ -68,9 +75,7 @@ def test_shared_prefix_equals_duplicate_values_and_gradients(tiny, layout, attn)
     assert g_s.keys() == g_d.keys() and len(g_s) > 0
     assert any(float(g.abs().max()) > 1e-4 for g in g_s.values())
     for name in g_s:
-        # gradients sum over every completion token in a different order per layout: in fp32 that is
-        # rounding relative to their size (LoRA gradients reach ~3 here), hence a relative tolerance too
-        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=TOL), name
+        assert _close_grads(g_s[name], g_d[name]), name
 
 
 @pytest.mark.parametrize("layout", ["shared_prefix", "prefix_cache"])
@@ -108,9 +113,7 @@ def test_napo_cross_layout_every_pool_item_under_every_prompt(tiny):
     valid = batch["mask"].unsqueeze(0).expand(3, -1, -1)
     assert torch.allclose(cross_s[valid], cross_d[valid], atol=TOL, rtol=0)
     for name in g_s:
-        # gradients sum over every completion token in a different order per layout: in fp32 that is
-        # rounding relative to their size (LoRA gradients reach ~3 here), hence a relative tolerance too
-        assert torch.allclose(g_s[name], g_d[name], atol=TOL, rtol=TOL), name
+        assert _close_grads(g_s[name], g_d[name]), name
     with torch.no_grad():
         for i in range(3):  # prompt of user i
             for j, comps in enumerate(completions):  # user j's completions
