@@ -79,9 +79,10 @@ def model(cfg: DictConfig, adapter: str | Path | None = None):
     base, tokenizer = make(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
     if adapter is not None:
         return load_adapter(base, Path(str(adapter)).expanduser()), tokenizer
-    if checkpointed_stages(cfg) and not getattr(base, "supports_gradient_checkpointing", False):
+    stages = checkpointed_stages(cfg)
+    if stages and not getattr(base, "supports_gradient_checkpointing", False):
         raise UserError(f"{type(base).__name__} cannot recompute activations: set "
-                        + " ".join(f"{s}.activation_checkpointing=null" for s in checkpointed_stages(cfg)))
+                        + " ".join(f"{s}.activation_checkpointing=null" for s in stages))
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     return apply_lora(base, make(cfg.model.lora, _convert_="all")), tokenizer
 
