@@ -1,7 +1,8 @@
 """Every command the documentation shows, extracted from the documents themselves.
 
 Sources: README.md, docs/*.md, experiments/README.md. A command is a line of a fenced ``bash`` block
-(continuation lines joined, trailing comments dropped) or an inline code span, that starts with
+or of an indented (4-space) code block (continuation lines joined, trailing comments dropped), or an
+inline code span, that starts with
 ``python -m napo_lab.``, a ``napo-`` console script, ``make`` or an environment assignment before
 one of those. A new command in the docs is therefore picked up without editing any test.
 """
@@ -90,6 +91,14 @@ def extract(doc: str) -> list[DocCommand]:
                 continue
             if _START.match(line):
                 found.append(DocCommand(f"{doc}:{start}", line))
+            continue
+        if raw.startswith("    ") and not pending and _START.match(raw.strip()):
+            # an indented code block's line (Markdown's other code block)
+            line, start = _strip_comment(raw).strip(), n
+            while line.endswith("\\") and n < len(lines):
+                line = line[:-1].rstrip() + " " + _strip_comment(lines[n]).strip()
+                n += 1
+            found.append(DocCommand(f"{doc}:{start}", line))
             continue
         # inline spans: `python -m napo_lab.x ...`, possibly broken over two lines in the prose
         text = raw if not pending else pending + " " + raw.strip()

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_helpers import REPO, SHRINK, describe, run_module
+from cli_helpers import REPO, SHRINK, SHRINK_CF, SHRINK_SEQ, SHRINK_SHAPLEY, describe, run_module
 from doc_commands import DocCommand, all_commands
 from hydra import compose, initialize_config_dir
 
@@ -83,6 +83,9 @@ def test_the_docs_hold_commands():
     texts = [c.text for c in COMMANDS]
     assert len(texts) >= 25 and any(t.startswith("python -m napo_lab.evaluate") for t in texts)
     assert "python -m napo_lab.run" in texts and any("hparams_search=napo_optuna" in t for t in texts)
+    # indented (4-space) code blocks count too: docs/preferdiff.md shows its commands that way
+    assert {c.source: c.text for c in COMMANDS}.get("docs/preferdiff.md:9", "").startswith(
+        "python -m napo_lab.run model=preferdiff model.hidden_size=256")
 
 
 @pytest.mark.parametrize("cmd", EXPANDED, ids=_ids(EXPANDED))
@@ -145,7 +148,14 @@ def _shrunk(cmd: DocCommand, tmp: Path, placeholders: dict[str, str]) -> list[st
     args = DocCommand(cmd.source, text).args
     if cmd.module in ("napo_lab.run", "napo_lab.evaluate", "napo_lab.recommend"):
         multirun = "-m" in args or "hparams_search=" in cmd.text or "experiment=sweep_" in cmd.text
-        args += [o for o in SHRINK if o.split("=")[0] not in {x.split("=")[0] for x in args}]
+        shrink = list(SHRINK)
+        if re.search(r"\bmodel=(bprmf|lightgcn)\b", text):
+            shrink += SHRINK_CF
+        if re.search(r"\bmodel=(sasrec|gru4rec|caser|preferdiff)\b", text):
+            shrink += SHRINK_SEQ
+        if re.search(r"\bsampler=triplet_shapley", text):
+            shrink += SHRINK_SHAPLEY
+        args += [o for o in shrink if o.split("=")[0] not in {x.split("=")[0] for x in args}]
         args.append(f"hydra.sweep.dir={tmp / 'sweep'}" if multirun else f"hydra.run.dir={tmp / 'run'}")
         if "hparams_search=" in cmd.text:
             args.append("hydra.sweeper.n_trials=2")

@@ -19,8 +19,8 @@ BUDGETS = (4, 8)
 
 @pytest.fixture(scope="module")
 def budgets(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("curve")
-    cache = tmp_path_factory.mktemp("cache")
+    base = tmp_path_factory.mktemp("curve")
+    root, cache = base / "runs", base / "cache"  # the cache sits beside the runs, owned by this fixture alone
     for n in BUDGETS:
         execute(compose_cfg([*TINY, "loss=sft", f"sft.train_limit={n}", "sft.epochs=1", "eval.protocol=ranking",
                              "seqrec.max_epochs=1"], root / f"sft_{n}", cache))
@@ -67,7 +67,7 @@ def test_overlap_split_of_the_lastfm_curve_on_real_runs(budgets: Path, tmp_path:
     overlap = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(overlap)
     assert overlap.seen_transitions(pd.DataFrame({"history": [[1, 2], [5]], "target": [3, 1]})) == {(1, 2), (2, 3), (5, 1)}
-    cache = next(budgets.parent.glob("cache*"))  # the fixture's sibling cache
+    cache = budgets.parent / "cache"  # the fixture's own cache (not another fixture's on this worker)
     prepared = next((cache / "prepared").iterdir())
     out = tmp_path / "overlap.md"
     assert overlap.main([str(budgets), "--prepared", str(prepared), "--zero-shot", str(cache / "zero_shot"),
