@@ -40,6 +40,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                          "batch 8 ran out of memory on a 23 GB machine, the packed shared_prefix layout does not")
     ap.add_argument("--napo-k", type=int, default=3)
     ap.add_argument("--sft-batch", type=int, default=4, help="prompts per SFT step (the SFT stage's batch_size)")
+    ap.add_argument("--pref-batch", type=int, default=4,
+                    help="prompts per S-DPO step of the efficiency section (the preference stage's batch_size)")
     ap.add_argument("--eval-users", type=int, default=16)
     ap.add_argument("--eval-batch", type=int, default=4, help="users per evaluation batch")
     ap.add_argument("--eval-repeats", type=int, default=1)
@@ -136,6 +138,9 @@ def train_variants(args) -> list[dict[str, Any]]:
                         "k": k, "batch": args.batch, "loss": "sdpo"})
     out.append({"task": "train", "section": "sft", "name": f"SFT step (shared_prefix, history loss) B={args.sft_batch}",
                 "layout": "shared_prefix", "k": 0, "batch": args.sft_batch, "loss": "sft"})
+    out.append({"task": "train", "section": "efficiency",
+                "name": f"S-DPO step (shared_prefix) K={args.napo_k} B={args.pref_batch}",
+                "layout": "shared_prefix", "k": args.napo_k, "batch": args.pref_batch, "loss": "sdpo"})
     out.append({"task": "train", "section": "napo", "name": f"NAPO share=exact (shared_prefix) B={args.napo_batch}",
                 "layout": "shared_prefix", "k": args.napo_k, "batch": args.napo_batch, "loss": "napo"})
     out.append({"task": "train", "section": "napo", "name": f"S-DPO duplicate B={args.napo_batch}",
@@ -167,6 +172,7 @@ def run_all(args) -> dict[str, Any]:
                 continue
             samples[v["name"]].append(res)
             print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s wall {res['cpu_s']:8.2f} s CPU"
+                  f" (first step {res['first_cpu_s']:.2f})"
                   f"  peak {res['peak_mb']:8.0f} MB"
                   f"  (+{res['growth_mb']:.0f} MB)", flush=True)
         round_s = time.perf_counter() - t0
@@ -383,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = rows_of(res)
     peak = efficiency.best_peak(peaks)
-    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k) + contention.targets(res["contention"])
+    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k, args.pref_batch) + contention.targets(res["contention"])
     tg += memory.targets(res["memory"])
     env = env_info()
     env["threads"] = args.threads or env["threads"]  # what the workers ran with

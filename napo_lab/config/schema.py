@@ -17,6 +17,7 @@ from typing import Any, Literal
 from napo_lab.config.check import spec
 
 FORWARD = Literal["shared_prefix", "prefix_cache", "duplicate"]
+ATTENTION_DTYPE = Literal["auto", "float32", "native"]
 PROTOCOL = Literal["generation", "ranking", "both"]
 ROLE = Literal["val", "test"]
 SCHEDULER = Literal["cosine", "constant"]
@@ -268,6 +269,8 @@ class Root:
     cpu_kernel_cache: int | None = spec(
         64, "oneDNN's cache of compiled CPU kernels (one per matrix shape; ONEDNN_PRIMITIVE_CACHE_CAPACITY wins); "
         "null = oneDNN's default (1024)", ge=0, le=65536)
+    attention_dtype: ATTENTION_DTYPE = spec(
+        "auto", "precision of SDPA attention: auto (fp32 on CPU, the model's dtype elsewhere) | float32 | native")
     malloc: Malloc = spec(factory=Malloc, doc="glibc's allocator: trimming between phases, mmap threshold")
     adapter: str | None = spec(None, "napo_lab.evaluate: a saved adapter dir (null = the untrained model)")
     method_name: str | None = spec(None, "row name in reports (null = the loss, or the sequential model)")

@@ -29,10 +29,11 @@ from napo_lab.lit.checkpoint import AtomicCheckpointIO
 from napo_lab.lit.loggers import redact
 from napo_lab.losses.base import PreferenceLoss
 from napo_lab.models.adapters import load_adapter
+from napo_lab.models.attention import set_attention_dtype
 from napo_lab.models.llm import apply_lora
 from napo_lab.models.logprobs import causal_lm, choose_layout
 from napo_lab.models.ref_cache import RefLogpCache, cache_key
-from napo_lab.recipe.keys import precision, reference_key_parts
+from napo_lab.recipe.keys import attention_dtype, precision, reference_key_parts
 from napo_lab.recipe.validate import world_size
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def model(cfg: DictConfig, adapter: str | Path | None = None):
     adapter named 'default' from ``model.lora`` (a peft.LoraConfig), or, given ``adapter`` (a saved
     adapter dir), that adapter through ``PeftModel.from_pretrained`` (frozen, for evaluation)."""
     base, tokenizer = make(cfg.model.loader, cache_dir=cfg.paths.cache_dir)
+    set_attention_dtype(base, attention_dtype(cfg))
     if adapter is not None:
         return load_adapter(base, Path(str(adapter)).expanduser()), tokenizer
     stages = checkpointed_stages(cfg)

@@ -36,9 +36,15 @@ def stage_seed(seed: int, stage: str) -> int:
     return int(digest({"seed": int(seed), "stage": stage}, n=8), 16)
 
 
+def attention_dtype(cfg: DictConfig) -> str:
+    """``attention_dtype`` (napo_lab.models.attention): it changes every number the model computes."""
+    return str(cfg.get("attention_dtype") or "auto")
+
+
 def model_identity(cfg: DictConfig) -> dict[str, Any]:
     m = canonical(cfg.model)
-    return {"loader": m["loader"], "lora": m["lora"], "chat_template": m["chat_template"]}
+    return {"loader": m["loader"], "lora": m["lora"], "chat_template": m["chat_template"],
+            "attention_dtype": attention_dtype(cfg)}
 
 
 def stage_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:

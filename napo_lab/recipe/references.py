@@ -25,7 +25,7 @@ from napo_lab.cache import CacheEntry, atomic_write_text, canonical
 from napo_lab.eval import LLMPredictor, SeqRecPredictor
 from napo_lab.metrics.paired import PAIRED_METRICS, chance_levels, compare
 from napo_lab.recipe import build
-from napo_lab.recipe.keys import precision
+from napo_lab.recipe.keys import attention_dtype, precision
 from napo_lab.rundir import METRICS, predictions_file
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def zero_shot_key(cfg: DictConfig, prepared) -> dict:
     return {"v": ZERO_SHOT_VERSION, "loader": m["loader"], "chat_template": m["chat_template"],
             "data": prepared.root.name, "rows": rows, "prompt": [ds["domain"], ds["max_title_chars"]],
             "eval": [cfg.eval.protocol, cfg.eval.max_new_tokens], "forward": cfg.forward,
-            "precision": precision(cfg)}
+            "precision": precision(cfg), "attention_dtype": attention_dtype(cfg)}
 
 
 def zero_shot(cfg: DictConfig, prepared, llm, tokenizer) -> Path:

@@ -40,6 +40,7 @@ BAD = [
     (["+sft.lrr=1"], "sft: unknown option(s) lrr"),
     (["+model.lora.rank=4"], "model.lora: unknown option(s) rank for peft.LoraConfig"),
     (["model.loader.dtype=fp8"], "model.loader.dtype='fp8': use auto or one of"),
+    (["attention_dtype=fp16"], "attention_dtype='fp16': use one of auto | float32 | native"),
     (["forward=sideways"], "forward='sideways': use one of shared_prefix | prefix_cache | duplicate"),
     (["seqrec.arch=bert4rec"], "seqrec.arch='bert4rec': use one of sasrec | gru4rec | caser"),
 ]
