@@ -1,5 +1,5 @@
-"""The precision attention is computed in (config ``attention_dtype``; docs/performance.md, "Attention
-in fp32 on CPU").
+"""The precision attention is computed in (config ``attention_dtype``; docs/performance.md, "Third
+pass: attention in fp32 on CPU").
 
 A model whose weights compute in bf16 (or fp16) hands SDPA bf16 queries, keys and values. On a CPU,
 torch's flash-attention kernel is slow in bf16 for this project's short rows (SmolLM2: 9 heads x 64
