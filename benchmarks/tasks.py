@@ -34,8 +34,8 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     with PeakMemory(setup.device) as mem:  # the first full-size step: its memory (the heap grows to it)
         first_s, first_cpu = train_step(module, opt, batch, setup.device, setup.autocast)
     # The timed step is the next one on the same batch: the first full-size step also pays one-off costs
-    # (oneDNN compiling kernels for the large matrix shapes, the heap's first touch), 1-2 CPU s on SmolLM2,
-    # which a job pays once per run, not per step.
+    # (oneDNN compiling kernels for the large matrix shapes, the heap's first touch): 0.5-3 CPU s on SmolLM2,
+    # 14 s for S-DPO duplicated at batch 8; a job pays them once per run, not per step.
     seconds, cpu = train_step(module, opt, batch, setup.device, setup.autocast)
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
     work = batch_work(batch, history=sft)
