@@ -18,9 +18,9 @@ endif
 ARGS ?=
 PYTEST_ARGS ?=
 # `make test` runs the suite in this many pytest-xdist workers (a test file stays on one worker), each
-# with one torch thread (PYTEST_WORKERS=1: one process). On 2 cores: 8:33 with 2 workers on a quiet machine
-# (commit 9ca64fb); 9:55 at an earlier commit with 2 workers beside a busy
-# one-thread job, against 12:03 in one process on an idle machine.
+# with one torch thread (PYTEST_WORKERS=1: one process). On 2 cores: 10:44 with 2 workers on a fresh clone
+# of commit 68f226e (1590 tests, quiet machine; `make test-docs` after it 15:10); 8:33 at 9ca64fb (1558
+# tests); 12:03 in one process on an idle machine at an earlier commit.
 PYTEST_WORKERS ?= 2
 
 .PHONY: install run test test-docs test-slow lint format bench clean
