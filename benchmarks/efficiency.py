@@ -52,11 +52,11 @@ def _g(x: float) -> str:
 
 
 def targets(
-    rows: list[dict[str, Any]], res: dict[str, Any], peak: dict[str, Any], napo_k: int, pref_batch: int = 4
+    rows: list[dict[str, Any]], res: dict[str, Any], peak: dict[str, Any], napo_k: int
 ) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) rows: SFT and S-DPO shared-prefix steps (S-DPO at the preference stage's
-    batch; the layout sweep's one-prompt step where that variant did not run), ranking, generation, and
-    ranking time against its token-count bound relative to generation."""
+    batch, the ``efficiency`` variant; the layout sweep's one-prompt step where that variant did not run),
+    ranking, generation, and ranking time against its token-count bound relative to generation."""
     out: list[tuple[str, str, bool | None]] = []
 
     def frac(flops: float, cpu_s: float, dtype: str) -> tuple[float, str]:
@@ -64,13 +64,16 @@ def targets(
         p = peak[dtype if dtype in peak else "float32"]["flops_per_cpu_s"]
         return rate / p, f"{rate / 1e9:.2f} GFLOP/s of {p / 1e9:.2f} ({dtype} GEMM)"
 
-    batched = f"S-DPO step (shared_prefix) K={napo_k} B={pref_batch}"
+    sft = next((v for v in res["variants"] if v["loss"] == "sft"), None)
+    batched = next((v for v in res["variants"] if v["section"] == "efficiency"), None)
+    batched_ran = bool(batched and res["samples"].get(batched["name"]))
     for name, label, goal in (
-        (next((v["name"] for v in res["variants"] if v["loss"] == "sft"), None), "SFT step", TRAIN_TARGET),
-        (batched, f"S-DPO shared-prefix step (K={napo_k}, B={pref_batch})", TRAIN_TARGET),
+        (sft and sft["name"], "SFT step", TRAIN_TARGET),
+        (batched and batched["name"],
+         batched and f"S-DPO shared-prefix step (K={batched['k']}, B={batched['batch']})", TRAIN_TARGET),
         # the layout sweep's one-prompt step: the target's row where the batched step did not run
         (f"shared_prefix K={napo_k}", f"S-DPO shared-prefix step (K={napo_k}, one prompt)",
-         None if res["samples"].get(batched) else TRAIN_TARGET),
+         None if batched_ran else TRAIN_TARGET),
     ):
         s = res["samples"].get(name) if name else None
         if not s or s[0].get("flops") is None:

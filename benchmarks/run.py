@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = rows_of(res)
     peak = efficiency.best_peak(peaks)
-    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k, args.pref_batch) + contention.targets(res["contention"])
+    tg = targets(rows, ks) + efficiency.targets(rows, res, peak, args.napo_k) + contention.targets(res["contention"])
     tg += memory.targets(res["memory"])
     env = env_info()
     env["threads"] = args.threads or env["threads"]  # what the workers ran with

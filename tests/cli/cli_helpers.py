@@ -12,10 +12,11 @@ REPO = Path(__file__).resolve().parents[2]
 SHRINK = ["model=tiny_random", "sft.train_limit=8", "sft.batch_size=4", "pref.train_limit=8", "pref.batch_size=4",
           "dataset.test_limit=4", "dataset.val_limit=4", "eval.max_new_tokens=2", "seqrec.max_epochs=1",
           "data.eval_batch_size=4", "trainer.enable_progress_bar=false"]
-# ... and to a non-sequential (model=bprmf|lightgcn) job, whose size is epochs and Shapley valuations: 4 epochs
-# with a valuation after the 2nd (one resampling or reweighting round), 2 orderings per user.
+# ... and to a collaborative-filtering job (a model group of kind cf: bprmf, lightgcn), whose size is epochs
+# and Shapley valuations: 4 epochs with a valuation after the 2nd (one resampling or reweighting round), 2
+# orderings per user.
 SHRINK_CF = ["model.max_epochs=4", "model.eval_every=2"]
-# ... and to a conventional sequential job (model=sasrec|gru4rec|caser|preferdiff): one epoch.
+# ... and to a conventional sequential job (kind seqrec: sasrec, gru4rec, caser, preferdiff): one epoch.
 SHRINK_SEQ = ["model.max_epochs=1"]
 SHRINK_SHAPLEY = ["sampler.warmup_epochs=2", "sampler.refresh_every=2", "sampler.shapley.n_permutations=2"]
 

@@ -75,30 +75,25 @@ def _strip_comment(line: str) -> str:
 def extract(doc: str) -> list[DocCommand]:
     lines = (REPO / doc).read_text().splitlines()
     found: list[DocCommand] = []
-    in_bash, pending, start = False, "", 0
+    in_bash, pending, start, continued = False, "", 0, False
     for n, raw in enumerate(lines, 1):
         if raw.strip().startswith("```"):
             in_bash = not in_bash and raw.strip() in ("```bash", "```sh", "```shell")
             continue
-        if in_bash:
+        # an indented (4-space) code block's command line, or the continuation of one: read as a bash line
+        indented = raw.startswith("    ") and (continued or (not pending and bool(_START.match(raw.strip()))))
+        if in_bash or indented:
             line = _strip_comment(raw).strip()
             if pending:
                 line, pending = pending + " " + line, ""
             else:
                 start = n
-            if line.endswith("\\"):
+            continued = line.endswith("\\")
+            if continued:
                 pending = line[:-1].rstrip()
                 continue
             if _START.match(line):
                 found.append(DocCommand(f"{doc}:{start}", line))
-            continue
-        if raw.startswith("    ") and not pending and _START.match(raw.strip()):
-            # an indented code block's line (Markdown's other code block)
-            line, start = _strip_comment(raw).strip(), n
-            while line.endswith("\\") and n < len(lines):
-                line = line[:-1].rstrip() + " " + _strip_comment(lines[n]).strip()
-                n += 1
-            found.append(DocCommand(f"{doc}:{start}", line))
             continue
         # inline spans: `python -m napo_lab.x ...`, possibly broken over two lines in the prose
         text = raw if not pending else pending + " " + raw.strip()

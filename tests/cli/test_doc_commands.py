@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import REPO, SHRINK, SHRINK_CF, SHRINK_SEQ, SHRINK_SHAPLEY, describe, run_module
-from doc_commands import DocCommand, all_commands
+from doc_commands import DocCommand, all_commands, extract
 from hydra import compose, initialize_config_dir
 
 from napo_lab import CONF_DIR
+from napo_lab.config.compose import group
 from napo_lab.recipe.validate import validate
 
 COMMANDS = all_commands()
@@ -88,6 +89,14 @@ def test_the_docs_hold_commands():
         "python -m napo_lab.run model=preferdiff model.hidden_size=256")
 
 
+def test_indented_code_blocks_are_read_like_bash_blocks(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Text.\n\n    python -m napo_lab.run model=sasrec \\\n        dataset=lastfm   # a comment\n\n"
+                   "- a list item\n    with `python -m napo_lab.evaluate adapter=x` inline\n")
+    assert [(c.source.rsplit(":", 1)[1], c.text) for c in extract(str(doc))] == [
+        ("3", "python -m napo_lab.run model=sasrec dataset=lastfm"), ("7", "python -m napo_lab.evaluate adapter=x")]
+
+
 @pytest.mark.parametrize("cmd", EXPANDED, ids=_ids(EXPANDED))
 def test_every_documented_command_composes_and_validates(cmd: DocCommand, tmp_path):
     cmd = DocCommand(cmd.source, re.sub(r"<[^<>|]+>", "PLACEHOLDER", cmd.text))  # <run dir>, <time>
@@ -149,10 +158,9 @@ def _shrunk(cmd: DocCommand, tmp: Path, placeholders: dict[str, str]) -> list[st
     if cmd.module in ("napo_lab.run", "napo_lab.evaluate", "napo_lab.recommend"):
         multirun = "-m" in args or "hparams_search=" in cmd.text or "experiment=sweep_" in cmd.text
         shrink = list(SHRINK)
-        if re.search(r"\bmodel=(bprmf|lightgcn)\b", text):
-            shrink += SHRINK_CF
-        if re.search(r"\bmodel=(sasrec|gru4rec|caser|preferdiff)\b", text):
-            shrink += SHRINK_SEQ
+        model = re.search(r"(?:^|\s)model=(\w+)", text)
+        if model:  # a conventional recommender's size is its own epochs (its model group's `kind`)
+            shrink += {"cf": SHRINK_CF, "seqrec": SHRINK_SEQ}.get(str(group("model", model[1]).get("kind")), [])
         if re.search(r"\bsampler=triplet_shapley", text):
             shrink += SHRINK_SHAPLEY
         args += [o for o in shrink if o.split("=")[0] not in {x.split("=")[0] for x in args}]
