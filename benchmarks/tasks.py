@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import PeakMemory, Setup, Timer, make_optimizer, train_step
+from benchmarks.efficiency import beside
 from benchmarks.flops import Arch, Work, batch_work, flops, generation, packed
 
 
@@ -37,12 +38,13 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     # (oneDNN compiling kernels for the large matrix shapes, the heap's first touch): 0.5-3 CPU s on SmolLM2,
     # 14 s for S-DPO duplicated at batch 8; a job pays them once per run, not per step.
     seconds, cpu = train_step(module, opt, batch, setup.device, setup.autocast)
+    gemm = beside(setup.device, setup.mode == "quick", compute_dtype(setup.model))
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
     work = batch_work(batch, history=sft)
     return {"seconds": seconds, "cpu_s": cpu, "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
             "prompt_tokens": n_tokens, "tokens": work.tokens,
             "flops": flops(Arch.of(setup.model), work, train=True) if spec["layout"] == "shared_prefix" else None,
-            "dtype": compute_dtype(setup.model)}
+            "dtype": compute_dtype(setup.model), "gemm": gemm}
 
 
 def compute_dtype(model) -> str:
@@ -99,6 +101,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
         return t.wall / n, t.cpu / n, mem.peak_mb
 
     out: dict[str, list[tuple[float, float, float]]] = {f"{p}/{w}": [] for p in EVAL_VARIANTS for w in ("before", "after")}
+    gemm: list[dict[str, Any]] = []
     with torch.no_grad(), setup.autocast():  # as the job evaluates (build.autocast)
         for r in range(repeats + 1):  # round 0 warms up (kernels, allocator) and is discarded unless repeats == 0
             order = [(fn, p) for p in EVAL_VARIANTS for fn in (before, after)]
@@ -109,6 +112,8 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
                 value = timed(fn, protocol)
                 if r > 0 or repeats == 0:
                     out[f"{protocol}/{fn.__name__}"].append(value)
+            if r > 0 or repeats == 0:  # the GEMM rate beside each timed round (benchmarks.efficiency)
+                gemm.append(beside(setup.device, setup.mode == "quick", compute_dtype(model)))
     texts_b, scores_b = results[("before", "both")]
     texts_a, scores_a = results[("after", "both")]
     real = sum(len(p) for b in loader for p in b["prompt_ids"])
@@ -120,7 +125,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     tokens = {"before": {"prompt": real, "prompt_padded": padded}, "after": results.get("tokens_after", {})}
     return {"users": n, "per_user": out, "agreement": agree, "tokens": tokens,
             "work": eval_work(setup, dm, rows, results[("lengths", "ranking")], results[("lengths", "generation")]),
-            "dtype": compute_dtype(model)}
+            "dtype": compute_dtype(model), "gemm": gemm}
 
 
 def eval_work(setup: Setup, dm, rows, rank_lengths, gen_lengths) -> dict[str, dict[str, float]]:

@@ -11,7 +11,13 @@ import pytest
 import torch
 
 from napo_lab.lit.module import RecLitModule
-from napo_lab.models.logprobs import causal_lm, choose_layout, completion_logps
+from napo_lab.models.logprobs import (
+    _as_attention_mask,
+    block_causal,
+    causal_lm,
+    choose_layout,
+    completion_logps,
+)
 
 TOL = 1e-5
 
@@ -161,3 +167,48 @@ def test_choose_layout_falls_back_and_says_why(tiny, caplog):
     finally:
         lm.activation_checkpointing_disable()
     assert choose_layout("prefix_cache", model) == "prefix_cache"
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_rows_of_one_completion_run_unmasked_causal_attention_with_the_same_numbers(tiny, attn):
+    """SFT's shape (one prompt and one completion per row, rows of unequal length padded on the right)
+    reaches the decoder without a mask, so SDPA takes its causal kernel; the log-probs and LoRA gradients
+    equal those under the block mask bit for bit (padding comes after every real token, so causal
+    attention never lets a real token see it). With two completions in a row the block mask is kept."""
+    model, tok = tiny
+    prompts, completions = _data(len(tok))
+    one = [[c[0]] for c in completions]
+    weights = torch.randn(3, 1, generator=torch.Generator().manual_seed(3))
+    lm = causal_lm(model)
+    seen: list = []
+    force = {"on": False}
+
+    def spy(mod, args, kwargs):
+        if force["on"] and kwargs["attention_mask"] is None:  # the block mask the rows would otherwise get
+            pos = kwargs["position_ids"]
+            real = pos == torch.arange(pos.shape[1]).unsqueeze(0)  # positions restart at 0 in the padding
+            kwargs["attention_mask"] = _as_attention_mask(
+                block_causal(torch.where(real, 0, -1)).unsqueeze(1), lm, lm.get_output_embeddings().weight.dtype)
+        seen.append(kwargs.get("attention_mask"))
+        return args, kwargs
+
+    before = lm.config._attn_implementation
+    lm.config._attn_implementation = attn
+    handle = lm.get_decoder().register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        lp_plain, _, g_plain = _run(model, prompts, one, tok.pad_token_id, "shared_prefix", weights)
+        assert seen[-1] is None
+        force["on"] = True
+        lp_mask, _, g_mask = _run(model, prompts, one, tok.pad_token_id, "shared_prefix", weights)
+        assert seen[-1] is not None and seen[-1].shape[-2:] == (max(len(p) + len(c[0]) for p, c in zip(prompts, one)),) * 2
+        force["on"] = False
+        completion_logps(model, prompts, [c[:2] for c in completions], tok.pad_token_id, "shared_prefix")
+        assert seen[-1] is not None  # a second completion needs the block mask
+    finally:
+        handle.remove()
+        lm.config._attn_implementation = before
+    assert torch.equal(lp_plain, lp_mask)
+    assert g_plain.keys() == g_mask.keys() and all(torch.equal(g_plain[n], g_mask[n]) for n in g_plain)
+    lp_d, _, g_d = _run(model, prompts, one, tok.pad_token_id, "duplicate", weights)
+    assert torch.allclose(lp_plain, lp_d, atol=TOL, rtol=0)
+    assert all(_close_grads(g_plain[n], g_d[n]) for n in g_plain)
