@@ -53,6 +53,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pack-batch", type=int, default=4, help="SFT packing: prompts per SFT step (sft.batch_size)")
     ap.add_argument("--pack-batches", type=int, default=4, help="SFT packing: batches timed")
     ap.add_argument("--pack-tokens", type=int, default=4096, help="SFT packing: the packed row budget")
+    ap.add_argument("--timed-steps", type=int, default=None,
+                    help="training steps timed per variant and round, after the untimed first full-size step; "
+                         "the median counts (one step alone moved by 10-15%% on a shared machine). "
+                         "Default 3 (--quick: 1)")
     ap.add_argument("--min-rounds", type=int, default=1)
     ap.add_argument("--max-rounds", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=780.0,
@@ -81,6 +85,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.pack_batches = 2
         args.contention_rounds = 0  # one fresh process per thread setting: not quick
         args.memory = False  # six real command-line runs: not quick
+    if args.timed_steps is None:
+        args.timed_steps = 1 if args.quick else 3
     if args.out is None:
         args.out = str(ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
     return args
@@ -145,7 +151,7 @@ def train_variants(args) -> list[dict[str, Any]]:
                 "layout": "shared_prefix", "k": args.napo_k, "batch": args.napo_batch, "loss": "napo"})
     out.append({"task": "train", "section": "napo", "name": f"S-DPO duplicate B={args.napo_batch}",
                 "layout": "duplicate", "k": args.napo_k, "batch": args.napo_batch, "loss": "sdpo"})
-    return out
+    return [v | {"steps": args.timed_steps} for v in out]
 
 
 def run_all(args) -> dict[str, Any]:
@@ -171,8 +177,9 @@ def run_all(args) -> dict[str, Any]:
                 failed[v["name"]] = res["failed"]
                 continue
             samples[v["name"]].append(res)
+            steps = res.get("steps_cpu_s") or [res["cpu_s"]]
             print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s wall {res['cpu_s']:8.2f} s CPU"
-                  f" (first step {res['first_cpu_s']:.2f})"
+                  f" (median of {len(steps)}: {', '.join(f'{c:.2f}' for c in steps)}; first step {res['first_cpu_s']:.2f})"
                   f"  peak {res['peak_mb']:8.0f} MB"
                   f"  (+{res['growth_mb']:.0f} MB)", flush=True)
         round_s = time.perf_counter() - t0

@@ -1,8 +1,8 @@
 """The measured tasks. Each takes a loaded Setup and a spec dict and returns a result dict.
 
 train: after an untimed warm-up step on short prompts, one optimisation step on the full batch (its peak
-       memory and, as first_*, its time) and a second one on the same batch (the timed step: without the
-       first full-size step's one-off costs).
+       memory and, as first_*, its time), then ``steps`` more on the same batch (the timed steps, without
+       the first full-size step's one-off costs; their median counts), each with the GEMM rate beside it.
 eval:  ranking (20 candidates), generation (greedy) and both, each as before issue 17 (two passes, row
        order) and after it (one prompt pass, batched by length), on the same users, interleaved; seconds
        per user and peak RSS.
@@ -34,14 +34,20 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     train_step(module, opt, warm, setup.device, setup.autocast)  # allocator, kernels and optimizer state
     with PeakMemory(setup.device) as mem:  # the first full-size step: its memory (the heap grows to it)
         first_s, first_cpu = train_step(module, opt, batch, setup.device, setup.autocast)
-    # The timed step is the next one on the same batch: the first full-size step also pays one-off costs
-    # (oneDNN compiling kernels for the large matrix shapes, the heap's first touch): 0.5-3 CPU s on SmolLM2,
-    # 14 s for S-DPO duplicated at batch 8; a job pays them once per run, not per step.
-    seconds, cpu = train_step(module, opt, batch, setup.device, setup.autocast)
-    gemm = beside(setup.device, setup.mode == "quick", compute_dtype(setup.model))
+    # The timed steps are the next ones on the same batch (the median counts): the first full-size step
+    # also pays one-off costs (oneDNN compiling kernels for the large matrix shapes, the heap's first touch):
+    # 0.5-3 CPU s on SmolLM2, 14 s for S-DPO duplicated at batch 8; a job pays them once per run, not per
+    # step. Each timed step has the GEMM rate measured right after it (benchmarks.efficiency.beside).
+    steps, rates = [], []
+    for _ in range(max(1, int(spec.get("steps", 1)))):
+        steps.append(train_step(module, opt, batch, setup.device, setup.autocast))
+        rates.append(beside(setup.device, setup.mode == "quick", compute_dtype(setup.model)))
+    seconds = statistics.median(w for w, _ in steps)
+    cpu = statistics.median(c for _, c in steps)
+    gemm = sorted(rates, key=lambda r: r["flops_per_cpu_s"])[len(rates) // 2]
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
     work = batch_work(batch, history=sft)
-    return {"seconds": seconds, "cpu_s": cpu, "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
+    return {"seconds": seconds, "cpu_s": cpu, "steps_cpu_s": [c for _, c in steps], "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
             "prompt_tokens": n_tokens, "tokens": work.tokens,
             "flops": flops(Arch.of(setup.model), work, train=True) if spec["layout"] == "shared_prefix" else None,
             "dtype": compute_dtype(setup.model), "gemm": gemm}

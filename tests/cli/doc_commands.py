@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOCS = ["README.md", *sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")), "experiments/README.md"]
 _START = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python -m napo_lab\.|napo-[a-z]+\b|make(?:\s|$)|wandb sync\s+\S)")
+BENCH_START = re.compile(r"^python -m benchmarks\.run\b")  # the benchmark's commands (benchmark_commands)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _strip_comment(line: str) -> str:
     return "".join(out).rstrip()
 
 
-def extract(doc: str) -> list[DocCommand]:
+def extract(doc: str, pattern: re.Pattern = _START) -> list[DocCommand]:
     lines = (REPO / doc).read_text().splitlines()
     found: list[DocCommand] = []
     in_bash, pending, start, continued = False, "", 0, False
@@ -81,7 +82,7 @@ def extract(doc: str) -> list[DocCommand]:
             in_bash = not in_bash and raw.strip() in ("```bash", "```sh", "```shell")
             continue
         # an indented (4-space) code block's command line, or the continuation of one: read as a bash line
-        indented = raw.startswith("    ") and (continued or (not pending and bool(_START.match(raw.strip()))))
+        indented = raw.startswith("    ") and (continued or (not pending and bool(pattern.match(raw.strip()))))
         if in_bash or indented:
             line = _strip_comment(raw).strip()
             if pending:
@@ -92,28 +93,33 @@ def extract(doc: str) -> list[DocCommand]:
             if continued:
                 pending = line[:-1].rstrip()
                 continue
-            if _START.match(line):
+            if pattern.match(line):
                 found.append(DocCommand(f"{doc}:{start}", line))
             continue
         # inline spans: `python -m napo_lab.x ...`, possibly broken over two lines in the prose
         text = raw if not pending else pending + " " + raw.strip()
         pending = ""
         for span in re.findall(r"`([^`]+)`", text):
-            if _START.match(span) and not span.startswith("make "):
+            if pattern.match(span) and not span.startswith("make "):
                 found.append(DocCommand(f"{doc}:{n}", span.strip()))
         if text.count("`") % 2 == 1:  # a span continues on the next line
             pending = text[text.rindex("`"):]
     return found
 
 
-def all_commands() -> list[DocCommand]:
+def all_commands(pattern: re.Pattern = _START) -> list[DocCommand]:
     seen, out = set(), []
     for doc in DOCS:
-        for cmd in extract(doc):
+        for cmd in extract(doc, pattern):
             if cmd.text not in seen:
                 seen.add(cmd.text)
                 out.append(cmd)
     return out
+
+
+def benchmark_commands() -> list[DocCommand]:
+    """``python -m benchmarks.run ...`` as the documents show it (make bench's own command)."""
+    return all_commands(BENCH_START)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import itertools
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 from cli_helpers import REPO, SHRINK, SHRINK_CF, SHRINK_SEQ, SHRINK_SHAPLEY, describe, run_module
-from doc_commands import DocCommand, all_commands, extract
+from doc_commands import DocCommand, all_commands, benchmark_commands, extract
 from hydra import compose, initialize_config_dir
 
 from napo_lab import CONF_DIR
@@ -217,3 +218,33 @@ def test_every_documented_command_runs_as_written(cmd: DocCommand, produced, tmp
     if cmd.module == "napo_lab.run":
         summary = proc.stdout.split("sweep:")[-1].split("\n")[0]  # a multirun's "4 jobs, 4 ok, 0 failed"
         assert "Traceback" not in proc.stderr and not re.search(r"\b[1-9]\d* failed", summary), summary
+
+
+# --- the benchmark's commands (`python -m benchmarks.run ...`) -------------------------------------------------
+BENCH = benchmark_commands()
+# the size-shrinking flags: the tiny random model in-process (no contention or memory subprocesses), one round
+BENCH_SHRINK = ["--quick", "--max-rounds", "1"]
+
+
+def _bench_runnable(cmd: DocCommand) -> str | None:
+    return "needs a GPU" if "--device cuda" in cmd.text else None
+
+
+def test_the_docs_hold_benchmark_commands():
+    texts = {c.text for c in BENCH}
+    assert {"python -m benchmarks.run", "python -m benchmarks.run --quick"} <= texts
+    assert any("--contention-rounds 2" in t for t in texts)  # a prose span over two lines is read whole
+    assert [c for c in BENCH if _bench_runnable(c)] and len([c for c in BENCH if not _bench_runnable(c)]) >= 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cmd", [c for c in BENCH if _bench_runnable(c) is None],
+                         ids=_ids([c for c in BENCH if _bench_runnable(c) is None]))
+def test_every_documented_benchmark_command_runs(cmd: DocCommand, tmp_path):
+    """As written plus the size-shrinking flags; a `<...>` placeholder is the cache directory."""
+    cache = tmp_path / "cache"
+    args = shlex.split(re.sub(r"<[^>]+>", str(cache), cmd.text))[3:]
+    proc = run_module("benchmarks.run", [*args, *BENCH_SHRINK, "--out", str(tmp_path / "out")], REPO, cache)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, describe(proc)
+    md = (tmp_path / "out" / "bench.md").read_text()
+    assert "| target | measured | met |" in md and "GEMM beside it" in md

@@ -14,7 +14,7 @@ def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys
     threads = torch.get_num_threads()
     try:
         code = main(["--quick", "--ks", "1,3", "--napo-batch", "2", "--eval-users", "2", "--ref-examples", "2",
-                     "--max-rounds", "1", "--cache-dir", str(cache_dir), "--out", str(out)])
+                     "--max-rounds", "1", "--timed-steps", "2", "--cache-dir", str(cache_dir), "--out", str(out)])
     finally:
         torch.set_num_threads(threads)  # the benchmark sets 1; leave the session as it was
     assert code == 0
@@ -42,4 +42,6 @@ def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys
     assert "Matmul peak (best n x n GEMM, torch threads 1): fp32 " in md and "load average" in md
     assert any(r["variant"].startswith("SFT step") and float(r["median_cpu_s"]) > 0 for r in rows)
     assert (out / "bench.png").stat().st_size > 1000
-    assert "| section | variant |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| section | variant |" in printed
+    assert "shared_prefix K=1" in printed and "s CPU (median of 2: " in printed  # two timed steps per variant
