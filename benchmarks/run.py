@@ -177,7 +177,7 @@ def run_all(args) -> dict[str, Any]:
                 failed[v["name"]] = res["failed"]
                 continue
             samples[v["name"]].append(res)
-            steps = res.get("steps_cpu_s") or [res["cpu_s"]]
+            steps = res["steps_cpu_s"]
             print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s wall {res['cpu_s']:8.2f} s CPU"
                   f" (median of {len(steps)}: {', '.join(f'{c:.2f}' for c in steps)}; first step {res['first_cpu_s']:.2f})"
                   f"  peak {res['peak_mb']:8.0f} MB"

@@ -38,10 +38,10 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     # also pays one-off costs (oneDNN compiling kernels for the large matrix shapes, the heap's first touch):
     # 0.5-3 CPU s on SmolLM2, 14 s for S-DPO duplicated at batch 8; a job pays them once per run, not per
     # step. Each timed step has the GEMM rate measured right after it (benchmarks.efficiency.beside).
-    steps, rates = [], []
+    dtype, steps, rates = compute_dtype(setup.model), [], []
     for _ in range(max(1, int(spec.get("steps", 1)))):
         steps.append(train_step(module, opt, batch, setup.device, setup.autocast))
-        rates.append(beside(setup.device, setup.mode == "quick", compute_dtype(setup.model)))
+        rates.append(beside(setup.device, setup.mode == "quick", dtype))
     seconds = statistics.median(w for w, _ in steps)
     cpu = statistics.median(c for _, c in steps)
     gemm = sorted(rates, key=lambda r: r["flops_per_cpu_s"])[len(rates) // 2]
@@ -50,7 +50,7 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "cpu_s": cpu, "steps_cpu_s": [c for _, c in steps], "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
             "prompt_tokens": n_tokens, "tokens": work.tokens,
             "flops": flops(Arch.of(setup.model), work, train=True) if spec["layout"] == "shared_prefix" else None,
-            "dtype": compute_dtype(setup.model), "gemm": gemm}
+            "dtype": dtype, "gemm": gemm}
 
 
 def compute_dtype(model) -> str:
@@ -108,6 +108,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
 
     out: dict[str, list[tuple[float, float, float]]] = {f"{p}/{w}": [] for p in EVAL_VARIANTS for w in ("before", "after")}
     gemm: list[dict[str, Any]] = []
+    dtype = compute_dtype(model)
     with torch.no_grad(), setup.autocast():  # as the job evaluates (build.autocast)
         for r in range(repeats + 1):  # round 0 warms up (kernels, allocator) and is discarded unless repeats == 0
             order = [(fn, p) for p in EVAL_VARIANTS for fn in (before, after)]
@@ -119,7 +120,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
                 if r > 0 or repeats == 0:
                     out[f"{protocol}/{fn.__name__}"].append(value)
             if r > 0 or repeats == 0:  # the GEMM rate beside each timed round (benchmarks.efficiency)
-                gemm.append(beside(setup.device, setup.mode == "quick", compute_dtype(model)))
+                gemm.append(beside(setup.device, setup.mode == "quick", dtype))
     texts_b, scores_b = results[("before", "both")]
     texts_a, scores_a = results[("after", "both")]
     real = sum(len(p) for b in loader for p in b["prompt_ids"])
@@ -131,7 +132,7 @@ def run_eval(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     tokens = {"before": {"prompt": real, "prompt_padded": padded}, "after": results.get("tokens_after", {})}
     return {"users": n, "per_user": out, "agreement": agree, "tokens": tokens,
             "work": eval_work(setup, dm, rows, results[("lengths", "ranking")], results[("lengths", "generation")]),
-            "dtype": compute_dtype(model), "gemm": gemm}
+            "dtype": dtype, "gemm": gemm}
 
 
 def eval_work(setup: Setup, dm, rows, rank_lengths, gen_lengths) -> dict[str, dict[str, float]]:
