@@ -77,8 +77,9 @@ def targets(
     out: list[tuple[str, str, bool | None]] = []
 
     def frac(flops: float, cpu_s: list[float], dtype: str, rates: list[float]) -> tuple[float, str]:
-        """Median CPU s; judged against the median GEMM rate measured beside the task (``rates``: one per
-        timed step or round), or the run's best peak where the task measured none (older results)."""
+        """Median CPU s of the timed steps; judged against the median GEMM rate measured beside the task
+        (``rates``: one per timed step or evaluation round), or the run's best peak where the task measured
+        none (older results)."""
         cpu = sorted(cpu_s)[len(cpu_s) // 2]
         rate = flops / max(cpu, 1e-12)
         best = peak[dtype if dtype in peak else "float32"]["flops_per_cpu_s"]
@@ -103,8 +104,11 @@ def targets(
         s = res["samples"].get(name) if name else None
         if not s or s[0].get("flops") is None:
             continue
-        rates = [x["gemm"]["flops_per_cpu_s"] for x in s if x.get("gemm")]
-        f, how = frac(s[0]["flops"], [x["cpu_s"] for x in s], s[0]["dtype"], rates)
+        # every timed step of every round, and every GEMM rate measured beside one (older results: one
+        # median step and one rate per round)
+        rates = [r for x in s if x.get("gemm") for r in x.get("gemm_rates") or [x["gemm"]["flops_per_cpu_s"]]]
+        f, how = frac(s[0]["flops"], [c for x in s for c in x.get("steps_cpu_s") or [x["cpu_s"]]], s[0]["dtype"],
+                      rates)
         out.append(
             (
                 f"{label}: achieved FLOP/s" + (f" >= {goal:.0%} of the matmul peak" if goal else " (no target)"),

@@ -179,7 +179,8 @@ def run_all(args) -> dict[str, Any]:
             samples[v["name"]].append(res)
             steps = res["steps_cpu_s"]
             print(f"  round {rounds + 1}: {v['name']:<45} {res['seconds']:8.2f} s wall {res['cpu_s']:8.2f} s CPU"
-                  f" (median of {len(steps)}: {', '.join(f'{c:.2f}' for c in steps)}; first step {res['first_cpu_s']:.2f})"
+                  f" (median of {len(steps)}: {', '.join(f'{c:.2f}' for c in steps)}; first step {res['first_cpu_s']:.2f};"
+                  f" page faults {', '.join(f'{n / 1000:.0f}k' for n in res['steps_faults'])})"
                   f"  peak {res['peak_mb']:8.0f} MB"
                   f"  (+{res['growth_mb']:.0f} MB)", flush=True)
         round_s = time.perf_counter() - t0

@@ -38,19 +38,32 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
     # also pays one-off costs (oneDNN compiling kernels for the large matrix shapes, the heap's first touch):
     # 0.5-3 CPU s on SmolLM2, 14 s for S-DPO duplicated at batch 8; a job pays them once per run, not per
     # step. Each timed step has the GEMM rate measured right after it (benchmarks.efficiency.beside).
-    dtype, steps, rates = compute_dtype(setup.model), [], []
+    dtype, steps, rates, faults = compute_dtype(setup.model), [], [], []
     for _ in range(max(1, int(spec.get("steps", 1)))):
+        before = minor_faults()
         steps.append(train_step(module, opt, batch, setup.device, setup.autocast))
+        faults.append(minor_faults() - before)
         rates.append(beside(setup.device, setup.mode == "quick", dtype))
     seconds = statistics.median(w for w, _ in steps)
     cpu = statistics.median(c for _, c in steps)
     gemm = sorted(rates, key=lambda r: r["flops_per_cpu_s"])[len(rates) // 2]
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
     work = batch_work(batch, history=sft)
-    return {"seconds": seconds, "cpu_s": cpu, "steps_cpu_s": [c for _, c in steps], "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
+    return {"seconds": seconds, "cpu_s": cpu, "steps_cpu_s": [c for _, c in steps], "steps_faults": faults,
+            "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
             "prompt_tokens": n_tokens, "tokens": work.tokens,
             "flops": flops(Arch.of(setup.model), work, train=True) if spec["layout"] == "shared_prefix" else None,
-            "dtype": dtype, "gemm": gemm}
+            "dtype": dtype, "gemm": gemm, "gemm_rates": [r["flops_per_cpu_s"] for r in rates]}
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where the C library does not count them). A step that
+    still faults in thousands of pages is paying the heap's first touch, not its steady-state cost."""
+    try:
+        import resource
+    except ImportError:  # not a Unix
+        return 0
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
 
 
 def compute_dtype(model) -> str:

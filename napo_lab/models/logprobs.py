@@ -49,8 +49,19 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tens
 
 
 def _token_logps(head, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Sum over positions of log p(target | hidden); hidden [N, T, H], targets/mask [N, T]."""
-    return _token_logps_each(head, hidden, targets, mask).sum(-1)
+    """Sum over positions of log p(target | hidden); hidden [N, T, H], targets/mask [N, T].
+
+    Only the positions the mask keeps go through the LM head (completions of different lengths pad
+    to the longest: at K=3 the padding was half of the head's rows, each a 49k-wide logit row and its
+    log-softmax, forward and backward); the others are 0, as the masked product made them. The same
+    numbers (docs/performance.md, "Fifth pass")."""
+    keep = mask.bool()
+    if bool(keep.all()):
+        return _token_logps_each(head, hidden, targets, mask).sum(-1)
+    each = torch.zeros(mask.shape, dtype=torch.float32, device=hidden.device)
+    each[keep] = _token_logps_each(head, hidden[keep].unsqueeze(0), targets[keep].unsqueeze(0),
+                                   mask[keep].unsqueeze(0))[0]
+    return each.sum(-1)
 
 
 def _token_logps_each(head, hidden: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -34,3 +34,20 @@ def test_results_without_a_rate_beside_them_use_the_runs_best():
     rows = {name: (measured, met) for name, measured, met in targets([], _res(False), PEAK, napo_k=3)}
     measured, met = rows["SFT step: achieved FLOP/s >= 50% of the matmul peak"]
     assert met is False and measured == "20.0% (1.00 GFLOP in 2.00 CPU s = 0.50 GFLOP/s of 2.50 (bfloat16 GEMM))"
+
+
+def test_every_timed_step_and_every_rate_beside_one_count():
+    """Results with per-step lists: the median over all timed steps of all rounds, against the median of
+    all rates measured beside them (not the median of per-round medians)."""
+    def sample(steps, rates):
+        return {"flops": 1e9, "cpu_s": sorted(steps)[len(steps) // 2], "steps_cpu_s": steps, "dtype": "bfloat16",
+                "gemm": {"flops_per_cpu_s": sorted(rates)[len(rates) // 2]}, "gemm_rates": rates}
+
+    res = {"variants": [{"name": "SFT step", "loss": "sft", "section": "training"}],
+           # steps 1.0, 2.0, 1.0 | 4.0 -> median of 4 = 2.0 (upper middle; per-round medians 1.0, 4.0 -> 4.0)
+           # rates 1, 1, 1 | 0.1 GFLOP/s -> median of 4 = 1.0 -> 0.5 GFLOP/s / 1.0 = 50.0% (per round: 25.0%)
+           "samples": {"SFT step": [sample([1.0, 2.0, 1.0], [1e9, 1e9, 1e9]), sample([4.0], [0.1e9])]}}
+    rows = {name: (measured, met) for name, measured, met in targets([], res, PEAK, napo_k=3)}
+    measured, met = rows["SFT step: achieved FLOP/s >= 50% of the matmul peak"]
+    assert met is True
+    assert measured.startswith("50.0% (1.00 GFLOP in 2.00 CPU s = 0.50 GFLOP/s of 1.00 (bfloat16 GEMM beside it, median of 4;")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import torch
 
@@ -39,9 +40,12 @@ def test_quick_benchmark_writes_csv_markdown_and_png(tmp_path, cache_dir, capsys
         assert line.endswith(("| met |", "| MISSED |", "| n/a |")), line
         if "bound" not in name:  # judged against the GEMM rate each task measured beside it
             assert "GEMM beside it, median of " in line, line
+            if name.startswith(("SFT", "S-DPO")):  # one rate beside each of the two timed steps
+                assert "GEMM beside it, median of 2;" in line, line
     assert "Matmul peak (best n x n GEMM, torch threads 1): fp32 " in md and "load average" in md
     assert any(r["variant"].startswith("SFT step") and float(r["median_cpu_s"]) > 0 for r in rows)
     assert (out / "bench.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "| section | variant |" in printed
     assert "shared_prefix K=1" in printed and "s CPU (median of 2: " in printed  # two timed steps per variant
+    assert re.search(r"page faults \d+k, \d+k\)", printed)  # each timed step's minor page faults

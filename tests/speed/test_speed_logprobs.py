@@ -141,9 +141,35 @@ def test_only_completion_positions_reach_the_lm_head(tiny, layout):
     finally:
         handle.remove()
     flat = [c for cs in completions for c in cs]
-    # one row per completion slot (padded to the longest completion), none for prompt tokens
-    assert sum(rows) == len(flat) * max(len(c) for c in flat)
-    assert sum(rows) < sum(len(p) for p in prompts) + sum(len(c) for c in flat)
+    # one row per completion token: no prompt tokens and no padding of shorter completions
+    assert sum(rows) == sum(len(c) for c in flat) < len(flat) * max(len(c) for c in flat)
+
+
+@pytest.mark.parametrize("layout", ["shared_prefix", "prefix_cache", "duplicate"])
+@pytest.mark.parametrize("amp", [False, True])
+def test_the_lm_head_on_real_positions_only_gives_the_same_numbers(tiny, layout, amp, monkeypatch):
+    """Completions of unequal length: log-probs and LoRA gradients bit for bit those of the head run on
+    every padded position with the padding zeroed by the mask (the computation before the change), in
+    fp32 and under bf16 autocast."""
+    import napo_lab.models.logprobs as lp
+
+    model, tok = tiny
+    prompts, completions = _data(len(tok))
+    weights = torch.randn(3, 4, generator=torch.Generator().manual_seed(5))
+
+    def padded(head, hidden, targets, mask):
+        return lp._token_logps_each(head, hidden, targets, mask).sum(-1)
+
+    def run():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            return _run(model, prompts, completions, tok.pad_token_id, layout, weights)
+
+    lp_new, len_new, g_new = run()
+    monkeypatch.setattr(lp, "_token_logps", padded)
+    lp_old, len_old, g_old = run()
+    assert torch.equal(len_new, len_old) and int((len_new == 0).sum()) == 4  # the empty slots stay 0
+    assert torch.equal(lp_new, lp_old)
+    assert g_new.keys() == g_old.keys() and all(torch.equal(g_new[n], g_old[n]) for n in g_new)
 
 
 def test_choose_layout_falls_back_and_says_why(tiny, caplog):
