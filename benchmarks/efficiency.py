@@ -104,11 +104,9 @@ def targets(
         s = res["samples"].get(name) if name else None
         if not s or s[0].get("flops") is None:
             continue
-        # every timed step of every round, and every GEMM rate measured beside one (older results: one
-        # median step and one rate per round)
-        rates = [r for x in s if x.get("gemm") for r in x.get("gemm_rates") or [x["gemm"]["flops_per_cpu_s"]]]
-        f, how = frac(s[0]["flops"], [c for x in s for c in x.get("steps_cpu_s") or [x["cpu_s"]]], s[0]["dtype"],
-                      rates)
+        # every timed step of every round, and every GEMM rate measured beside one (as for evaluation below)
+        rates = [g["flops_per_cpu_s"] for x in s for g in x.get("gemm") or []]
+        f, how = frac(s[0]["flops"], [c for x in s for c in x["steps_cpu_s"]], s[0]["dtype"], rates)
         out.append(
             (
                 f"{label}: achieved FLOP/s" + (f" >= {goal:.0%} of the matmul peak" if goal else " (no target)"),

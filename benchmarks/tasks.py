@@ -46,14 +46,13 @@ def run_train(setup: Setup, spec: dict[str, Any]) -> dict[str, Any]:
         rates.append(beside(setup.device, setup.mode == "quick", dtype))
     seconds = statistics.median(w for w, _ in steps)
     cpu = statistics.median(c for _, c in steps)
-    gemm = sorted(rates, key=lambda r: r["flops_per_cpu_s"])[len(rates) // 2]
     n_tokens = sum(len(p) for p in batch["prompt_ids"])
     work = batch_work(batch, history=sft)
     return {"seconds": seconds, "cpu_s": cpu, "steps_cpu_s": [c for _, c in steps], "steps_faults": faults,
             "first_seconds": first_s, "first_cpu_s": first_cpu, "peak_mb": mem.peak_mb, "growth_mb": mem.growth_mb, "mem_method": mem.method,
             "prompt_tokens": n_tokens, "tokens": work.tokens,
             "flops": flops(Arch.of(setup.model), work, train=True) if spec["layout"] == "shared_prefix" else None,
-            "dtype": dtype, "gemm": gemm, "gemm_rates": [r["flops_per_cpu_s"] for r in rates]}
+            "dtype": dtype, "gemm": rates}
 
 
 def minor_faults() -> int:

@@ -10,7 +10,7 @@ PEAK = {"float32": {"flops_per_cpu_s": 3e9}, "bfloat16": {"flops_per_cpu_s": 2.5
 
 def _res(with_gemm: bool) -> dict:
     def sample(cpu_s, gemm):
-        return {"flops": 1e9, "cpu_s": cpu_s, "dtype": "bfloat16"} | ({"gemm": {"flops_per_cpu_s": gemm}} if with_gemm else {})
+        return {"flops": 1e9, "steps_cpu_s": [cpu_s], "dtype": "bfloat16"} | ({"gemm": [{"flops_per_cpu_s": gemm}]} if with_gemm else {})
 
     variants = [{"name": "SFT step", "loss": "sft", "section": "training"},
                 {"name": "S-DPO B=4", "loss": "sdpo", "section": "efficiency", "k": 3, "batch": 4}]
@@ -40,8 +40,7 @@ def test_every_timed_step_and_every_rate_beside_one_count():
     """Results with per-step lists: the median over all timed steps of all rounds, against the median of
     all rates measured beside them (not the median of per-round medians)."""
     def sample(steps, rates):
-        return {"flops": 1e9, "cpu_s": sorted(steps)[len(steps) // 2], "steps_cpu_s": steps, "dtype": "bfloat16",
-                "gemm": {"flops_per_cpu_s": sorted(rates)[len(rates) // 2]}, "gemm_rates": rates}
+        return {"flops": 1e9, "steps_cpu_s": steps, "dtype": "bfloat16", "gemm": [{"flops_per_cpu_s": r} for r in rates]}
 
     res = {"variants": [{"name": "SFT step", "loss": "sft", "section": "training"}],
            # steps 1.0, 2.0, 1.0 | 4.0 -> median of 4 = 2.0 (upper middle; per-round medians 1.0, 4.0 -> 4.0)
